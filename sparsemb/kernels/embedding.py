@@ -1,0 +1,171 @@
+"""Gather, segment and scatter kernels for embedding tables.
+
+A sparse gradient is kept in *segment form* until something needs it dense: ``indices`` (sorted
+unique row ids), ``order`` (the occurrences sorted stably by id) and ``starts`` (where each id's run
+begins in ``order``). Occurrence ``i`` contributes ``coef[i] * G[src[i]]`` to its row. An empty
+``order``, ``src`` or ``coef`` stands for the identity / all ones, so plain ``coalesce(ids, grad)``
+passes no extra arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._config import jit
+
+#: Unique rows handled per parallel task: large enough to amortise a per-task scratch buffer,
+#: small enough to balance two cores on Zipf-skewed batches.
+_BLOCK = 64
+
+
+@jit()
+def first_out_of_range(ids, n):
+    """Position of the first id outside ``[0, n)``, or -1."""
+    for i in range(ids.size):
+        v = ids[i]
+        if v < 0 or v >= n:
+            return i
+    return -1
+
+
+@jit(parallel=True)
+def gather(weight, ids, out):
+    """``out[i] = weight[ids[i]]`` for a flat ``ids``; rows copied in parallel."""
+    dim = weight.shape[1]
+    for i in prange(ids.size):
+        r = ids[i]
+        for j in range(dim):
+            out[i, j] = weight[r, j]
+
+
+@jit()
+def _radix_argsort(keys, nbits):
+    """Stable argsort of non-negative int keys below ``2**nbits`` (LSD radix, 11 bits a pass)."""
+    n = keys.size
+    order = np.arange(n)
+    tmp = np.empty(n, dtype=np.int64)
+    shift = 0
+    while shift < nbits:
+        count = np.zeros(2049, dtype=np.int64)
+        for i in range(n):
+            count[((keys[order[i]] >> shift) & 2047) + 1] += 1
+        for b in range(2048):
+            count[b + 1] += count[b]
+        for i in range(n):
+            k = (keys[order[i]] >> shift) & 2047
+            tmp[count[k]] = order[i]
+            count[k] += 1
+        order, tmp = tmp, order
+        shift += 11
+    return order
+
+
+@jit()
+def segments(ids, skip):
+    """Group a flat id array by value.
+
+    Returns ``(indices, order, starts)``: sorted unique ids (int64), the stable argsort of ``ids``
+    with occurrences of ``skip`` left out, and run boundaries (``len(indices) + 1``). ``skip = -1``
+    keeps every id. Costs O(n) for ids below 2**33 (radix), O(n log n) beyond.
+    """
+    n = ids.size
+    top = 0
+    for i in range(n):
+        if ids[i] > top:
+            top = ids[i]
+    nbits = 1
+    while (top >> nbits) > 0:
+        nbits += 1
+    if nbits <= 33:
+        order = _radix_argsort(ids, nbits)
+    else:
+        order = np.argsort(ids, kind="mergesort")
+    kept = np.empty(n, dtype=np.int64)
+    starts = np.empty(n + 1, dtype=np.int64)
+    indices = np.empty(n, dtype=np.int64)
+    m = 0
+    u = 0
+    prev = -1
+    for k in range(n):
+        i = order[k]
+        v = ids[i]
+        if v == skip:
+            continue
+        if v != prev:
+            indices[u] = v
+            starts[u] = m
+            u += 1
+            prev = v
+        kept[m] = i
+        m += 1
+    starts[u] = m
+    return indices[:u].copy(), kept[:m].copy(), starts[: u + 1].copy()
+
+
+@jit(inline="always")
+def _row_gradient(u, order, starts, src, coef, grad, buf):
+    """Sum occurrence rows of unique row ``u`` into ``buf`` in occurrence order (deterministic)."""
+    dim = buf.shape[0]
+    for j in range(dim):
+        buf[j] = 0
+    for k in range(starts[u], starts[u + 1]):
+        i = order[k] if order.size else k
+        r = src[i] if src.size else i
+        if coef.size:
+            c = coef[i]
+            for j in range(dim):
+                buf[j] += c * grad[r, j]
+        else:
+            for j in range(dim):
+                buf[j] += grad[r, j]
+
+
+@jit(parallel=True)
+def segment_sum(order, starts, src, coef, grad, out):
+    """``out[u] = sum over occurrences of row u of coef[i] * grad[src[i]]``; one thread per row."""
+    n_unique = starts.size - 1
+    for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
+        for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+            _row_gradient(u, order, starts, src, coef, grad, out[u])
+
+
+@jit()
+def occurrence_counts(starts, order, n):
+    """For each occurrence, how often its id occurs (for scale_grad_by_freq); 0 for skipped ones."""
+    counts = np.zeros(n, dtype=np.int64)
+    for u in range(starts.size - 1):
+        c = starts[u + 1] - starts[u]
+        for k in range(starts[u], starts[u + 1]):
+            counts[order[k]] = c
+    return counts
+
+
+@jit()
+def renorm(weight, rows, max_norm, norm_type):
+    """Scale each listed row whose ``norm_type``-norm exceeds ``max_norm`` to ``max_norm`` in place.
+
+    ``rows`` must be unique. The scale is ``max_norm / (norm + 1e-7)``, as in PyTorch.
+    """
+    dim = weight.shape[1]
+    # The scale is rounded to the table's dtype before multiplying, as PyTorch's ``row *= scale`` does.
+    scale = np.empty(1, dtype=weight.dtype)
+    for r in rows:
+        norm = 0.0
+        if norm_type == np.inf:
+            for j in range(dim):
+                norm = max(norm, abs(weight[r, j]))
+        elif norm_type == 1.0:
+            for j in range(dim):
+                norm += abs(weight[r, j])
+        elif norm_type == 2.0:
+            for j in range(dim):
+                norm += float(weight[r, j]) * float(weight[r, j])
+            norm = np.sqrt(norm)
+        else:
+            for j in range(dim):
+                norm += abs(float(weight[r, j])) ** norm_type
+            norm = norm ** (1.0 / norm_type)
+        if norm > max_norm:
+            scale[0] = max_norm / (norm + 1e-7)
+            for j in range(dim):
+                weight[r, j] = weight[r, j] * scale[0]

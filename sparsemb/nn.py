@@ -1,0 +1,391 @@
+"""PyTorch-style embedding layers on NumPy arrays, with explicit sparse backward passes."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels as K
+from .kernels import bag as B
+
+_EMPTY_I64 = np.empty(0, dtype=np.int64)
+
+
+class SparseRows:
+    """A row-sparse gradient: ``values[u]`` is the gradient of row ``indices[u]``; other rows are 0.
+
+    Always coalesced: ``indices`` are sorted, unique int64. A gradient produced by ``backward`` is
+    kept in segment form (the occurrences of each row, not yet summed) until ``values`` is first
+    read, so that an optimizer can sum and apply each row in one fused pass (see
+    :mod:`sparsemb.optim`).
+
+    Parameters
+    ----------
+    indices : ndarray of int64, shape (nnz,)
+    values : ndarray, shape (nnz, dim)
+    num_rows : int
+    """
+
+    __slots__ = ("indices", "num_rows", "_values", "_segment")
+
+    def __init__(self, indices, values, num_rows: int):
+        indices = np.asarray(indices, dtype=np.int64)
+        values = np.asarray(values)
+        if values.ndim != 2 or values.shape[0] != indices.shape[0]:
+            raise ValueError(
+                f"values of shape {values.shape} do not match indices of shape {indices.shape}"
+            )
+        if indices.size and (np.any(np.diff(indices) <= 0) or indices[0] < 0
+                             or indices[-1] >= num_rows):
+            raise ValueError(f"indices must be sorted, unique and in [0, {num_rows})")
+        self.indices = indices
+        self.num_rows = int(num_rows)
+        self._values = values
+        self._segment = None
+
+    @classmethod
+    def _from_segments(cls, num_rows, dim, indices, order, starts, src, coef, grad):
+        """A gradient whose row ``indices[u]`` is ``sum coef[i] * grad[src[i]]`` over
+        ``i in order[starts[u]:starts[u+1]]`` (empty src/coef: identity/ones)."""
+        self = cls.__new__(cls)
+        self.indices = indices
+        self.num_rows = int(num_rows)
+        self._values = None
+        self._segment = (order, starts, src, coef, grad, dim)
+        return self
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            order, starts, src, coef, grad, dim = self._segment
+            self._values = np.empty((self.indices.size, dim), dtype=grad.dtype)
+            K.segment_sum(order, starts, src, coef, grad, self._values)
+            self._segment = None
+        return self._values
+
+    def segment_form(self):
+        """``(indices, order, starts, src, coef, grad)`` for the fused optimizer kernels."""
+        if self._segment is not None:
+            order, starts, src, coef, grad, _ = self._segment
+            return self.indices, order, starts, src, coef, grad
+        values = self._values
+        starts = np.arange(self.indices.size + 1, dtype=np.int64)
+        return (self.indices, _EMPTY_I64, starts, _EMPTY_I64, np.empty(0, values.dtype), values)
+
+    @property
+    def shape(self):
+        return (self.num_rows, self.dim)
+
+    @property
+    def dim(self) -> int:
+        return self._segment[5] if self._segment is not None else self._values.shape[1]
+
+    @property
+    def dtype(self):
+        return self._segment[4].dtype if self._segment is not None else self._values.dtype
+
+    def to_dense(self) -> np.ndarray:
+        """The full ``(num_rows, dim)`` gradient (allocates the whole table: for tests and small
+        tables)."""
+        out = np.zeros((self.num_rows, self.dim), dtype=self.dtype)
+        out[self.indices] = self.values  # indices are unique, so plain assignment is exact
+        return out
+
+    def __add__(self, other: "SparseRows") -> "SparseRows":
+        if not isinstance(other, SparseRows):
+            return NotImplemented
+        if other.num_rows != self.num_rows or other.dim != self.dim:
+            raise ValueError(f"cannot add gradients of shapes {self.shape} and {other.shape}")
+        idx, val = K.coalesce(np.concatenate([self.indices, other.indices]),
+                              np.concatenate([self.values, other.values]))
+        return SparseRows(idx, val, self.num_rows)
+
+    def __repr__(self):
+        return f"SparseRows(nnz={self.indices.size}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _check_padding_idx(padding_idx, num_embeddings):
+    if padding_idx is None:
+        return None
+    p = int(padding_idx)
+    if not -num_embeddings <= p < num_embeddings:
+        raise ValueError(f"padding_idx {padding_idx} must be within [-{num_embeddings}, {num_embeddings})")
+    return p + num_embeddings if p < 0 else p
+
+
+def _check_norm(max_norm, norm_type):
+    if max_norm is not None and not max_norm > 0:
+        raise ValueError(f"max_norm must be positive, got {max_norm}")
+    if not norm_type > 0:
+        raise ValueError(f"norm_type must be positive, got {norm_type}")
+
+
+def _check_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+class _Table:
+    """What Embedding and EmbeddingBag share: the table, its options, gradient bookkeeping."""
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
+                 scale_grad_by_freq, dtype, seed, _weight, freeze):
+        if int(num_embeddings) < 1 or int(embedding_dim) < 1:
+            raise ValueError(
+                f"num_embeddings and embedding_dim must be >= 1, got {num_embeddings}, {embedding_dim}"
+            )
+        self.num_embeddings = int(num_embeddings)
+        self.embedding_dim = int(embedding_dim)
+        self.padding_idx = _check_padding_idx(padding_idx, self.num_embeddings)
+        _check_norm(max_norm, norm_type)
+        self.max_norm = None if max_norm is None else float(max_norm)
+        self.norm_type = float(norm_type)
+        self.scale_grad_by_freq = bool(scale_grad_by_freq)
+        if _weight is None:
+            # N(0, 1) like torch.nn.Embedding; the padding row starts at zero.
+            rng = np.random.default_rng(seed)
+            self.weight = rng.standard_normal((self.num_embeddings, self.embedding_dim),
+                                              dtype=_check_dtype(dtype))
+            if self.padding_idx is not None:
+                self.weight[self.padding_idx] = 0
+        else:
+            self.weight = _weight
+        self.requires_grad = not freeze
+        self.grad = None
+        self._saved = None
+
+    def zero_grad(self):
+        """Drop the accumulated gradient (``grad = None``, as ``set_to_none=True`` in PyTorch)."""
+        self.grad = None
+
+    def parameters(self):
+        return [self.weight]
+
+    def _renorm(self, flat):
+        if self.max_norm is not None and flat.size:
+            K.embedding.renorm(self.weight, np.unique(flat), self.max_norm, self.norm_type)
+
+    def _accumulate(self, g: SparseRows) -> SparseRows:
+        self.grad = g if self.grad is None else self.grad + g
+        return g
+
+    def _check_grad_out(self, grad_out, expected):
+        g = np.asarray(grad_out)
+        if g.shape != expected:
+            raise ValueError(f"grad_out has shape {g.shape}, expected {expected}")
+        if g.dtype.kind != "f":
+            raise TypeError(f"grad_out must be floating point, got dtype {g.dtype}")
+        return np.ascontiguousarray(g, dtype=self.weight.dtype)
+
+    def _skip(self):
+        return -1 if self.padding_idx is None else self.padding_idx
+
+
+class Embedding(_Table):
+    """A lookup table, like ``torch.nn.Embedding`` with ``sparse=True``.
+
+    Parameters
+    ----------
+    num_embeddings, embedding_dim : int
+        Table shape.
+    padding_idx : int, optional
+        A row whose gradient is always zero; negative counts from the end. Zeroed at construction.
+    max_norm : float, optional
+        In ``forward``, each looked-up row whose ``norm_type``-norm exceeds it is rescaled in place
+        to ``max_norm``.
+    norm_type : float
+        p of the p-norm for ``max_norm`` (``np.inf`` allowed). Default 2.
+    scale_grad_by_freq : bool
+        Divide each occurrence's gradient by its id's count in the batch.
+    dtype : float32 or float64
+    seed : int, optional
+        Seed for the N(0, 1) initialisation.
+
+    Attributes
+    ----------
+    weight : ndarray, shape (num_embeddings, embedding_dim)
+    grad : SparseRows or None
+        Sum of the gradients since the last ``zero_grad()``.
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None,
+                 norm_type=2.0, scale_grad_by_freq=False, dtype=np.float32, seed=None,
+                 _weight=None, _freeze=False):
+        super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
+                         scale_grad_by_freq, dtype, seed, _weight, _freeze)
+
+    @classmethod
+    def from_pretrained(cls, weight, freeze=True, padding_idx=None, max_norm=None, norm_type=2.0,
+                        scale_grad_by_freq=False):
+        """An Embedding holding a copy of ``weight`` (its padding row is left as given)."""
+        w = np.array(K.as_table(weight), copy=True, order="C")
+        return cls(w.shape[0], w.shape[1], padding_idx=padding_idx, max_norm=max_norm,
+                   norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, _weight=w,
+                   _freeze=freeze)
+
+    def forward(self, ids) -> np.ndarray:
+        """Look up ``ids`` (int array of any shape) -> ``ids.shape + (embedding_dim,)``."""
+        idx = K.as_ids(ids, self.num_embeddings)
+        flat = idx.reshape(-1)
+        self._renorm(flat)
+        out = np.empty((flat.size, self.embedding_dim), dtype=self.weight.dtype)
+        K.gather(self.weight, flat, out)
+        self._saved = idx
+        return out.reshape(idx.shape + (self.embedding_dim,))
+
+    __call__ = forward
+
+    def backward(self, grad_out):
+        """Gradient of the last ``forward`` with respect to ``weight``, given ``dL/d(output)``.
+
+        Returns the coalesced :class:`SparseRows` (padding row left out) and adds it into
+        ``self.grad``; ``None`` for a frozen layer.
+        """
+        if self._saved is None:
+            raise RuntimeError("backward called before forward")
+        idx = self._saved
+        g = self._check_grad_out(grad_out, idx.shape + (self.embedding_dim,))
+        if not self.requires_grad:
+            return None
+        flat = idx.reshape(-1)
+        g = g.reshape(flat.size, self.embedding_dim)
+        indices, order, starts = K.segments(flat, self._skip())
+        coef = np.empty(0, dtype=g.dtype)
+        if self.scale_grad_by_freq:
+            counts = K.embedding.occurrence_counts(starts, order, flat.size)
+            coef = (1.0 / np.maximum(counts, 1)).astype(g.dtype)
+        grad = SparseRows._from_segments(self.num_embeddings, self.embedding_dim, indices, order,
+                                         starts, _EMPTY_I64, coef, g)
+        return self._accumulate(grad)
+
+    def __repr__(self):
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim}, dtype={self.weight.dtype})"
+
+
+_MODES = {"sum": B.SUM, "mean": B.MEAN, "max": B.MAX}
+
+
+class EmbeddingBag(_Table):
+    """Sums, means or maxes of bags of embeddings, like ``torch.nn.EmbeddingBag``.
+
+    Parameters
+    ----------
+    num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, dtype, seed
+        As :class:`Embedding`. Padding ids are left out of sums, maxes and the mean's count.
+    mode : {"sum", "mean", "max"}
+    include_last_offset : bool
+        ``offsets`` has one more entry, the end of the last bag (CSR layout).
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, mode="mean", include_last_offset=False,
+                 padding_idx=None, dtype=np.float32, seed=None, _weight=None, _freeze=False):
+        if mode not in _MODES:
+            raise ValueError(f"mode must be 'sum', 'mean' or 'max', got {mode!r}")
+        if scale_grad_by_freq and mode == "max":
+            raise ValueError("scale_grad_by_freq is not supported with mode='max'")
+        super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
+                         scale_grad_by_freq, dtype, seed, _weight, _freeze)
+        self.mode = mode
+        self.include_last_offset = bool(include_last_offset)
+
+    @classmethod
+    def from_pretrained(cls, weight, freeze=True, max_norm=None, norm_type=2.0,
+                        scale_grad_by_freq=False, mode="mean", include_last_offset=False,
+                        padding_idx=None):
+        """An EmbeddingBag holding a copy of ``weight``."""
+        w = np.array(K.as_table(weight), copy=True, order="C")
+        return cls(w.shape[0], w.shape[1], max_norm=max_norm, norm_type=norm_type,
+                   scale_grad_by_freq=scale_grad_by_freq, mode=mode,
+                   include_last_offset=include_last_offset, padding_idx=padding_idx,
+                   _weight=w, _freeze=freeze)
+
+    def _starts(self, idx, offsets):
+        if offsets is None:
+            if idx.ndim != 2:
+                raise ValueError(f"ids of shape {idx.shape} need offsets; without offsets ids must be 2-D")
+            width = idx.shape[1]
+            return np.arange(idx.shape[0] + 1, dtype=np.int64) * width
+        if idx.ndim != 1:
+            raise ValueError(f"with offsets, ids must be 1-D, got shape {idx.shape}")
+        off = np.asarray(offsets)
+        if off.dtype.kind not in "iu" or off.ndim != 1:
+            raise TypeError(f"offsets must be a 1-D integer array, got {off.dtype} of shape {off.shape}")
+        off = off.astype(np.int64)
+        n = idx.size
+        if self.include_last_offset:
+            if off.size < 1:
+                raise ValueError("with include_last_offset, offsets needs at least one entry")
+            if off[-1] != n:
+                raise ValueError(f"with include_last_offset, offsets[-1] must be len(ids) = {n}, "
+                                 f"got {off[-1]}")
+            starts = off
+        else:
+            starts = np.append(off, n)
+        if off.size and off[0] != 0:
+            raise ValueError(f"offsets must start at 0, got {off[0]}")
+        if np.any(np.diff(starts) < 0):
+            bad = int(np.flatnonzero(np.diff(starts) < 0)[0])
+            raise ValueError(f"offsets must not decrease (offset {bad + 1} is {starts[bad + 1]} "
+                             f"after {starts[bad]}) or run past the {n} ids")
+        return np.ascontiguousarray(starts)
+
+    def forward(self, ids, offsets=None, per_sample_weights=None) -> np.ndarray:
+        """Reduce bags of ids to ``(bags, embedding_dim)``.
+
+        ``ids`` is 1-D with ``offsets`` (start of each bag) or 2-D (one bag per row) without.
+        ``per_sample_weights`` (same shape as ids) scale each id's row; sum mode only.
+        """
+        idx = K.as_ids(ids, self.num_embeddings)
+        starts = self._starts(idx, offsets)
+        flat = idx.reshape(-1)
+        psw = np.empty(0, dtype=self.weight.dtype)
+        if per_sample_weights is not None:
+            if self.mode != "sum":
+                raise ValueError(f"per_sample_weights is only supported with mode='sum', not {self.mode!r}")
+            p = np.asarray(per_sample_weights)
+            if p.shape != idx.shape:
+                raise ValueError(f"per_sample_weights has shape {p.shape}, expected {idx.shape}")
+            psw = np.ascontiguousarray(p.reshape(-1), dtype=self.weight.dtype)
+        self._renorm(flat)
+        n_bags = starts.size - 1
+        out = np.empty((n_bags, self.embedding_dim), dtype=self.weight.dtype)
+        counts = np.empty(n_bags, dtype=np.int64)
+        mode = _MODES[self.mode]
+        argmax = np.empty((n_bags if mode == B.MAX else 0, self.embedding_dim), dtype=np.int64)
+        B.bag_forward(self.weight, flat, starts, psw, mode, self._skip(), out, counts, argmax)
+        self._saved = (flat, starts, psw, counts, argmax)
+        return out
+
+    __call__ = forward
+
+    def backward(self, grad_out):
+        """Gradient of the last ``forward`` with respect to ``weight`` as coalesced SparseRows
+        (added into ``self.grad``); ``None`` for a frozen layer."""
+        if self._saved is None:
+            raise RuntimeError("backward called before forward")
+        flat, starts, psw, counts, argmax = self._saved
+        g = self._check_grad_out(grad_out, (starts.size - 1, self.embedding_dim))
+        if not self.requires_grad:
+            return None
+        indices, order, starts_u = K.segments(flat, self._skip())
+        mode = _MODES[self.mode]
+        if mode == B.MAX:
+            occ = np.zeros((flat.size, self.embedding_dim), dtype=g.dtype)
+            B.bag_max_scatter(argmax, g, occ)
+            src, coef, rows = _EMPTY_I64, np.empty(0, dtype=g.dtype), occ
+        else:
+            coef = np.empty(flat.size, dtype=g.dtype)
+            src = np.empty(flat.size, dtype=np.int64)
+            B.bag_occurrence_coef(flat, starts, psw, mode, self._skip(), counts, coef, src)
+            rows = g
+        if self.scale_grad_by_freq:
+            freq = K.embedding.occurrence_counts(starts_u, order, flat.size)
+            coef = coef / np.maximum(freq, 1).astype(g.dtype)
+        grad = SparseRows._from_segments(self.num_embeddings, self.embedding_dim, indices, order,
+                                         starts_u, src, coef, rows)
+        return self._accumulate(grad)
+
+    def __repr__(self):
+        return (f"EmbeddingBag({self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}, "
+                f"dtype={self.weight.dtype})")
