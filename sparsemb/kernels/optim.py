@@ -1,0 +1,104 @@
+"""Lazy optimizer kernels: each touches only the rows named in a coalesced gradient.
+
+A gradient arrives in *segment form* (see :mod:`sparsemb.kernels.embedding`): unique row ids
+``indices`` and, for each, the occurrences ``order[starts[u]:starts[u+1]]`` whose rows
+``coef[i] * G[src[i]]`` sum to that row's gradient. The kernels sum each row into a small
+per-thread buffer and update weight and state at once (FBGEMM's "exact" fused optimizers), so no
+gradient larger than one row per thread is ever written. One thread owns each unique row, so the
+result is bitwise identical for any thread count.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+from numba import prange
+
+from .._config import jit
+from .embedding import _BLOCK, _row_gradient
+
+
+@jit(inline="always")
+def adagrad_row_update(weight, accum, row, grad, lr, eps):
+    """Adagrad on one row: ``accum[row] += g**2; weight[row] -= lr * g / (sqrt(accum[row]) + eps)``.
+
+    The building block shared with the word2vec trainer's ``optimizer="adagrad"``.
+    """
+    for j in range(grad.shape[0]):
+        g = grad[j]
+        s = accum[row, j] + g * g
+        accum[row, j] = s
+        weight[row, j] -= lr * (g / (np.sqrt(s) + eps))
+
+
+# Each step kernel: for every unique row u (blocks of rows spread over threads), sum its gradient into
+# ``buf`` and update ``weight[indices[u]]`` and its state right away. Scalars arrive already cast to
+# the table's dtype so float32 tables are updated in float32 arithmetic, as PyTorch does.
+
+
+@jit(parallel=True)
+def sgd_step(weight, indices, order, starts, src, coef, grad, lr):
+    """``w -= lr * g`` on the rows of the gradient."""
+    n_unique = indices.size
+    for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
+        buf = np.empty(weight.shape[1], dtype=grad.dtype)
+        for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+            _row_gradient(u, order, starts, src, coef, grad, buf)
+            r = indices[u]
+            for j in range(buf.shape[0]):
+                weight[r, j] -= lr * buf[j]
+
+
+@jit(parallel=True)
+def adagrad_step(weight, accum, indices, order, starts, src, coef, grad, clr, eps):
+    """PyTorch's sparse Adagrad: ``S += g²; w -= clr * g / (sqrt(S) + eps)`` with g coalesced."""
+    n_unique = indices.size
+    for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
+        buf = np.empty(weight.shape[1], dtype=grad.dtype)
+        for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+            _row_gradient(u, order, starts, src, coef, grad, buf)
+            adagrad_row_update(weight, accum, indices[u], buf, clr, eps)
+
+
+@jit(parallel=True)
+def rowwise_adagrad_step(weight, accum, indices, order, starts, src, coef, grad, lr, eps, dim_f):
+    """FBGEMM's exact row-wise Adagrad: ``h += mean(g²)`` (one value a row); ``w -= lr·g/(√h + eps)``.
+
+    ``dim_f`` is the row length in the table's dtype (keeps the mean in float32 for float32 tables).
+    """
+    n_unique = indices.size
+    dim = weight.shape[1]
+    for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
+        buf = np.empty(dim, dtype=grad.dtype)
+        for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+            _row_gradient(u, order, starts, src, coef, grad, buf)
+            r = indices[u]
+            sq = buf[0] * buf[0]
+            for j in range(1, dim):
+                sq += buf[j] * buf[j]
+            h = accum[r] + sq / dim_f
+            accum[r] = h
+            step = lr / (np.sqrt(h) + eps)
+            for j in range(dim):
+                weight[r, j] -= step * buf[j]
+
+
+@jit(parallel=True)
+def sparse_adam_step(weight, exp_avg, exp_avg_sq, indices, order, starts, src, coef, grad,
+                     step_size, one_minus_beta1, one_minus_beta2, eps):
+    """PyTorch's SparseAdam on the rows of the gradient; ``step_size`` carries the bias correction
+    ``lr·√(1-β2ᵗ)/(1-β1ᵗ)``."""
+    n_unique = indices.size
+    for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
+        buf = np.empty(weight.shape[1], dtype=grad.dtype)
+        for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+            _row_gradient(u, order, starts, src, coef, grad, buf)
+            r = indices[u]
+            for j in range(buf.shape[0]):
+                g = buf[j]
+                m = exp_avg[r, j]
+                v = exp_avg_sq[r, j]
+                m = m + (g - m) * one_minus_beta1
+                v = v + (g * g - v) * one_minus_beta2
+                exp_avg[r, j] = m
+                exp_avg_sq[r, j] = v
+                weight[r, j] -= step_size * (m / (np.sqrt(v) + eps))
