@@ -1,0 +1,396 @@
+"""The Word2Vec model: vocabulary, training loop, and model files.
+
+Parameter names and defaults are gensim 4's, so code ports by changing an import. The epoch loop, the
+learning-rate schedule, the progress bar and callbacks live here; each call into
+:func:`sparsemb.kernels.word2vec.train_chunk` trains about a million tokens on all threads at once.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import zipfile
+from numbers import Integral
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import _config
+from ..kernels import word2vec as _k
+from . import corpus as _corpus
+from .keyedvectors import KeyedVectors, _atomic_write
+from .vocab import Vocabulary, count_words, select
+
+logger = logging.getLogger(__name__)
+
+#: Tokens per kernel call: big enough that thread start-up is noise, small enough for a lively
+#: progress bar and a smooth learning-rate schedule.
+CHUNK_TOKENS = 1 << 20
+
+_OPTIMIZERS = ("sgd", "adagrad")
+_PARAMS = ("vector_size", "window", "min_count", "sg", "negative", "sample", "alpha", "min_alpha", "epochs",
+           "workers", "seed", "ns_exponent", "cbow_mean", "max_vocab_size", "max_final_vocab", "optimizer",
+           "adagrad_eps")
+
+
+def _seed_states(seed, n):
+    """Distinct 48-bit LCG states for ``n`` threads from one seed (splitmix64 of seed and thread)."""
+    mask = (1 << 64) - 1
+    states = []
+    for t in range(n):
+        z = (seed * 0x9E3779B97F4A7C15 + (t + 1) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        states.append((z ^ (z >> 31)) & ((1 << 48) - 1))
+    return np.array(states, dtype=np.uint64)
+
+
+def _check(name, value, ok, what):
+    if not ok:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+class Word2Vec:
+    """word2vec with negative sampling: skip-gram (``sg=1``) or CBOW (``sg=0``).
+
+    Parameters
+    ----------
+    sentences : iterable of list of str, optional
+        The corpus; read once. Give this or ``corpus_file`` to build the vocabulary and train at once.
+    corpus_file : str or os.PathLike, optional
+        A UTF-8 text file, one sentence per line, tokens separated by whitespace.
+    vector_size : int
+        Dimension of the vectors.
+    window : int
+        Largest distance between centre and context word (shrunk uniformly per centre word).
+    min_count : int
+        Words seen fewer times are ignored.
+    sg : {0, 1}
+        1 for skip-gram, 0 for CBOW.
+    negative : int
+        Noise words per example.
+    sample : float
+        Subsampling threshold for frequent words (0 disables).
+    alpha, min_alpha : float
+        Learning rate, decaying linearly from ``alpha`` to ``min_alpha`` over all epochs.
+    epochs : int
+    workers : int, optional
+        Threads (Hogwild, lock-free); default all cores. With 1 and a seed a run is reproducible bit
+        for bit.
+    seed : int
+        Seeds the initial vectors and each thread's random state.
+    ns_exponent : float
+        Noise distribution is counts**ns_exponent.
+    cbow_mean : {0, 1}
+        CBOW uses the mean (1) or the sum (0) of the context vectors.
+    max_vocab_size : int, optional
+        Prune rare words while counting whenever more than this many are held (as gensim).
+    max_final_vocab : int, optional
+        Raise min_count so that at most about this many words are kept.
+    optimizer : {"sgd", "adagrad"}
+        "sgd" is classic word2vec. "adagrad" applies lazy Adagrad (learning rate ``alpha`` with the
+        same schedule) to exactly the rows each example touches.
+    adagrad_eps : float
+        Adagrad's epsilon.
+    callbacks : sequence, optional
+        Objects with any of ``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end``, ``on_train_end``,
+        each called with the model.
+    quiet : bool
+        No progress bar.
+
+    Attributes
+    ----------
+    wv : KeyedVectors
+        The word vectors (the input table, shared, not copied).
+    syn1neg : ndarray of float32, shape (V, vector_size)
+        The output table.
+    epoch_losses : list of float
+        Mean loss per predicted example for every epoch trained so far.
+    """
+
+    def __init__(self, sentences=None, corpus_file=None, vector_size=100, window=5, min_count=5, sg=0,
+                 negative=5, sample=1e-3, alpha=0.025, min_alpha=1e-4, epochs=5, workers=None, seed=1,
+                 ns_exponent=0.75, cbow_mean=1, max_vocab_size=None, max_final_vocab=None,
+                 optimizer="sgd", adagrad_eps=1e-10, callbacks=(), quiet=False):
+        _check("vector_size", vector_size, isinstance(vector_size, Integral) and vector_size >= 1, "an int >= 1")
+        _check("window", window, isinstance(window, Integral) and window >= 1, "an int >= 1")
+        _check("min_count", min_count, isinstance(min_count, Integral) and min_count >= 0, "an int >= 0")
+        _check("negative", negative, isinstance(negative, Integral) and negative >= 1, "an int >= 1")
+        _check("epochs", epochs, isinstance(epochs, Integral) and epochs >= 1, "an int >= 1")
+        _check("sample", sample, sample >= 0, ">= 0")
+        _check("alpha", alpha, alpha > 0, "> 0")
+        _check("min_alpha", min_alpha, min_alpha >= 0, ">= 0")
+        _check("optimizer", optimizer, optimizer in _OPTIMIZERS, f"one of {_OPTIMIZERS}")
+        _check("workers", workers, workers is None or (isinstance(workers, Integral) and workers >= 1),
+               "None or an int >= 1")
+        _check("max_vocab_size", max_vocab_size, max_vocab_size is None or max_vocab_size >= 1, "None or >= 1")
+        _check("max_final_vocab", max_final_vocab, max_final_vocab is None or max_final_vocab >= 1,
+               "None or >= 1")
+        self.vector_size = int(vector_size)
+        self.window = int(window)
+        self.min_count = int(min_count)
+        self.sg = int(bool(sg))
+        self.negative = int(negative)
+        self.sample = float(sample)
+        self.alpha = float(alpha)
+        self.min_alpha = float(min_alpha)
+        self.epochs = int(epochs)
+        self.workers = int(workers) if workers is not None else _config.max_threads()
+        self.seed = int(seed)
+        self.ns_exponent = float(ns_exponent)
+        self.cbow_mean = int(bool(cbow_mean))
+        self.max_vocab_size = max_vocab_size
+        self.max_final_vocab = max_final_vocab
+        self.optimizer = optimizer
+        self.adagrad_eps = float(adagrad_eps)
+        self.callbacks = tuple(callbacks)
+        self.quiet = bool(quiet)
+        self.vocab = None
+        self.wv = None
+        self.syn1neg = None
+        self.epoch_losses = []
+        self.corpus_count = 0
+        self.corpus_total_words = 0
+        self._cached = None
+        if sentences is not None or corpus_file is not None:
+            self.build_vocab(sentences=sentences, corpus_file=corpus_file)
+            self.train(sentences=sentences, corpus_file=corpus_file)
+
+    # -- vocabulary -----------------------------------------------------------------------------
+    @staticmethod
+    def _source(sentences, corpus_file):
+        if (sentences is None) == (corpus_file is None):
+            raise TypeError("give exactly one of sentences or corpus_file")
+        if corpus_file is not None:
+            path = _corpus.check_corpus_file(corpus_file)
+            st = os.stat(path)
+            return ("file", os.path.abspath(path), st.st_size, st.st_mtime_ns), _corpus.file_sentences(path)
+        return ("iterable", id(sentences)), _corpus.iterable_sentences(sentences)
+
+    def build_vocab(self, sentences=None, corpus_file=None):
+        """Count the corpus and choose the vocabulary (gensim's rules); initialise the tables.
+
+        Raises
+        ------
+        ValueError
+            If the corpus is empty or no word occurs ``min_count`` times.
+        FileNotFoundError
+            If ``corpus_file`` does not exist.
+        """
+        key, stream = self._source(sentences, corpus_file)
+        name = corpus_file if corpus_file is not None else "sentences"
+        if self.max_vocab_size:
+            words, counts = count_words(stream, self.max_vocab_size)
+            encoded = None
+        else:
+            words, counts, encoded = _corpus.scan(stream)
+        if not words:
+            raise ValueError(f"corpus {name} is empty")
+        order, effective = select(counts, self.min_count, self.max_final_vocab)
+        if order.shape[0] == 0:
+            raise ValueError(
+                f"no word in {name} occurs at least min_count={effective} times "
+                f"(the most frequent occurs {int(counts.max())} times); lower min_count"
+            )
+        self.vocab = Vocabulary([words[i] for i in order], counts[order])
+        self.corpus_total_words = int(counts.sum())
+        if encoded is not None:
+            remap = np.full(len(words), -1, dtype=np.int32)
+            remap[order] = np.arange(order.shape[0], dtype=np.int32)
+            self.corpus_count = encoded.n_sentences
+            self._cached = (key, encoded.keep(remap))
+        logger.info("vocabulary: %d words of %d distinct, %d tokens", len(self.vocab), len(words),
+                    self.corpus_total_words)
+        self._init_tables()
+
+    def _init_tables(self):
+        v, dim = len(self.vocab), self.vector_size
+        rng = np.random.default_rng(self.seed)
+        syn0 = ((rng.random((v, dim), dtype=np.float32) - np.float32(0.5)) / np.float32(dim))
+        self.syn1neg = np.zeros((v, dim), dtype=np.float32)
+        shape = (v, dim) if self.optimizer == "adagrad" else (0, dim)
+        self.accum0 = np.zeros(shape, dtype=np.float32)
+        self.accum1 = np.zeros(shape, dtype=np.float32)
+        self.rng_state = _seed_states(self.seed, self.workers)
+        self.wv = KeyedVectors(syn0, self.vocab.index_to_key, self.vocab.counts)
+
+    # -- training -------------------------------------------------------------------------------
+    def _encoded(self, sentences, corpus_file):
+        key, stream = self._source(sentences, corpus_file)
+        if self._cached is not None and self._cached[0] == key:
+            encoded = self._cached[1]
+        else:
+            encoded = _corpus.encode(stream, self.vocab.key_to_index)
+            self.corpus_count = encoded.n_sentences
+        self._cached = None  # the id array can be large; keep it no longer than one train() call
+        return encoded
+
+    def train(self, sentences=None, corpus_file=None, epochs=None, start_alpha=None, end_alpha=None,
+              callbacks=None, total_examples=None, total_words=None, compute_loss=True, quiet=None):
+        """Train on a corpus (read once, then held as int32 ids for all epochs).
+
+        Parameters
+        ----------
+        sentences, corpus_file
+            As in the constructor; words outside the vocabulary are skipped.
+        epochs : int, optional
+            Default: ``self.epochs``.
+        start_alpha, end_alpha : float, optional
+            Default: ``self.alpha`` and ``self.min_alpha``.
+        callbacks : sequence, optional
+            Default: the constructor's.
+        total_examples, total_words, compute_loss
+            Accepted so gensim calls port unchanged; the corpus is counted exactly and the loss is
+            always computed.
+        quiet : bool, optional
+            Default: the constructor's.
+
+        Returns
+        -------
+        float
+            Mean loss per predicted example over the last epoch.
+        """
+        if self.vocab is None:
+            raise RuntimeError("build_vocab() must be called before train()")
+        epochs = self.epochs if epochs is None else epochs
+        _check("epochs", epochs, isinstance(epochs, Integral) and epochs >= 1, "an int >= 1")
+        start_alpha = self.alpha if start_alpha is None else float(start_alpha)
+        end_alpha = self.min_alpha if end_alpha is None else float(end_alpha)
+        callbacks = self.callbacks if callbacks is None else tuple(callbacks)
+        quiet = self.quiet if quiet is None else quiet
+        encoded = self._encoded(sentences, corpus_file)
+        if encoded.n_tokens == 0:
+            raise ValueError("no word of the corpus is in the vocabulary; nothing to train on")
+        if self.rng_state.shape[0] != self.workers:
+            self.rng_state = _seed_states(self.seed, self.workers)
+        chunks = self._chunks(encoded)
+        tables = self._tables()
+        total = encoded.n_tokens * epochs
+        done = 0
+        _call(callbacks, "on_train_begin", self)
+        bar = tqdm(total=total, unit="word", unit_scale=True, disable=quiet, file=sys.stderr,
+                   dynamic_ncols=True, desc="training")
+        try:
+            with _config.num_threads(self.workers):
+                for epoch in range(epochs):
+                    _call(callbacks, "on_epoch_begin", self)
+                    t0 = time.perf_counter()
+                    loss, examples = 0.0, 0
+                    for bounds, n_tok in chunks:
+                        a0 = start_alpha - (start_alpha - end_alpha) * done / total
+                        a1 = start_alpha - (start_alpha - end_alpha) * (done + n_tok) / total
+                        l, e = self._run(encoded, bounds, tables, max(a0, end_alpha), max(a1, end_alpha))
+                        loss += l
+                        examples += e
+                        done += n_tok
+                        bar.update(n_tok)
+                        bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss / max(examples, 1):.4f}")
+                    self.epoch_losses.append(loss / max(examples, 1))
+                    logger.info("epoch %d: loss %.4f, %.0f words/s", epoch + 1, self.epoch_losses[-1],
+                                encoded.n_tokens / (time.perf_counter() - t0))
+                    _call(callbacks, "on_epoch_end", self)
+        finally:
+            bar.close()
+            self.wv.fill_norms(force=True)
+        _call(callbacks, "on_train_end", self)
+        return self.epoch_losses[-1]
+
+    def _chunks(self, encoded):
+        """Split the corpus into kernel calls of about CHUNK_TOKENS, each cut into one stretch per thread."""
+        starts = encoded.starts
+        out = []
+        lo = 0
+        n_sent = encoded.n_sentences
+        while lo < n_sent:
+            hi = max(int(np.searchsorted(starts, starts[lo] + CHUNK_TOKENS, side="right")) - 1, lo + 1)
+            hi = min(hi, n_sent)
+            cuts = np.linspace(starts[lo], starts[hi], self.workers + 1)
+            bounds = np.searchsorted(starts[lo : hi + 1], cuts).astype(np.int64) + lo
+            bounds[0], bounds[-1] = lo, hi
+            out.append((bounds, int(starts[hi] - starts[lo])))
+            lo = hi
+        return out
+
+    def _tables(self):
+        neg_prob, neg_alias = self.vocab.noise_table(self.ns_exponent)
+        sigmoid, logsig = _k.sigmoid_tables(np.float32)
+        return dict(keep=self.vocab.keep_thresholds(self.sample), neg_prob=neg_prob, neg_alias=neg_alias,
+                    sigmoid=sigmoid, logsig=logsig)
+
+    def _run(self, encoded, bounds, tables, alpha0, alpha1):
+        n = bounds.shape[0] - 1
+        loss = np.zeros(n, dtype=np.float64)
+        examples = np.zeros(n, dtype=np.int64)
+        words = np.zeros(n, dtype=np.int64)
+        _k.train_chunk(encoded.ids, encoded.starts, bounds, self.wv.vectors, self.syn1neg, self.accum0,
+                       self.accum1, tables["keep"], tables["neg_prob"], tables["neg_alias"],
+                       tables["sigmoid"], tables["logsig"], self.window, self.negative, bool(self.sg),
+                       bool(self.cbow_mean), self.optimizer == "adagrad", np.float32(alpha0),
+                       np.float32(alpha1), np.float32(self.adagrad_eps), self.rng_state, loss, examples, words)
+        return float(loss.sum()), int(examples.sum())
+
+    def get_latest_training_loss(self) -> float:
+        """Mean loss per predicted example (``-log sigmoid`` of the true word plus the noise words) of
+        the last epoch trained; 0.0 before training."""
+        return self.epoch_losses[-1] if self.epoch_losses else 0.0
+
+    # -- model files ----------------------------------------------------------------------------
+    def save(self, path):
+        """Save everything needed to continue training to one ``.npz`` file (no pickle).
+
+        Arrays: both tables, counts, Adagrad state and random states; vocabulary and parameters are
+        JSON in the array ``meta``. Written under a temporary name, then renamed.
+        """
+        if self.vocab is None:
+            raise RuntimeError("nothing to save: the model has no vocabulary yet")
+        meta = {name: getattr(self, name) for name in _PARAMS}
+        meta.update(format="sparsemb.Word2Vec", version=1, words=self.vocab.index_to_key,
+                    epoch_losses=self.epoch_losses, corpus_count=self.corpus_count,
+                    corpus_total_words=self.corpus_total_words)
+        blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+        with _atomic_write(os.fspath(path)) as fout:
+            np.savez(fout, meta=blob, syn0=self.wv.vectors, syn1neg=self.syn1neg, counts=self.vocab.counts,
+                     accum0=self.accum0, accum1=self.accum1, rng_state=self.rng_state)
+
+    @classmethod
+    def load(cls, path):
+        """Load a model written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        ValueError
+            If it is not a sparsemb model file or is corrupt (the message names the file).
+        """
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"model file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in ("meta", "syn0", "syn1neg", "counts", "accum0", "accum1", "rng_state")}
+            meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+            if meta.get("format") != "sparsemb.Word2Vec":
+                raise ValueError("not a sparsemb Word2Vec model")
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as err:
+            raise ValueError(f"{path}: not a readable sparsemb model file ({err})") from None
+        model = cls(**{name: meta[name] for name in _PARAMS})
+        model.vocab = Vocabulary(meta["words"], arrays["counts"])
+        model.syn1neg = arrays["syn1neg"]
+        model.accum0, model.accum1 = arrays["accum0"], arrays["accum1"]
+        model.rng_state = arrays["rng_state"]
+        model.wv = KeyedVectors(arrays["syn0"], model.vocab.index_to_key, model.vocab.counts)
+        model.epoch_losses = list(meta["epoch_losses"])
+        model.corpus_count = meta["corpus_count"]
+        model.corpus_total_words = meta["corpus_total_words"]
+        return model
+
+
+def _call(callbacks, method, model):
+    for cb in callbacks:
+        fn = getattr(cb, method, None)
+        if fn is not None:
+            fn(model)
+
