@@ -49,7 +49,7 @@ def grad(ids, grad_out, num_embeddings: int) -> np.ndarray:
     """
     grad_out = np.asarray(grad_out)
     shape, flat = _flat_ids(ids, num_embeddings)
-    g = grad_out.reshape(flat.size, -1).astype(np.float64)
+    g = grad_out.reshape(flat.size, grad_out.shape[-1]).astype(np.float64)
     out = one_hot(ids, num_embeddings).T @ g
     return np.asarray(out, dtype=grad_out.dtype)
 
@@ -60,7 +60,7 @@ def bag_starts(ids, offsets=None, include_last_offset=False):
     if offsets is None:
         if ids.ndim != 2:
             raise ValueError("ids without offsets must be 2-D (bags, bag_size)")
-        return np.arange(0, ids.size + 1, max(ids.shape[1], 1))[: ids.shape[0] + 1]
+        return np.arange(ids.shape[0] + 1) * ids.shape[1]
     offsets = np.asarray(offsets, dtype=np.int64)
     return offsets if include_last_offset else np.append(offsets, ids.size)
 

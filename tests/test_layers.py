@@ -1,0 +1,234 @@
+"""Embedding and EmbeddingBag against the reference path, finite differences and their contracts."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import sparsemb as sm
+from sparsemb import reference as ref
+
+
+def _tol(dtype):
+    return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+@st.composite
+def embedding_case(draw):
+    n = draw(st.integers(1, 10))
+    dim = draw(st.integers(1, 5))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    shape = draw(st.sampled_from([(0,), (1,), (7,), (3, 4), (2, 0), (2, 3, 2)]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    padding = draw(st.one_of(st.none(), st.integers(-n, n - 1)))
+    scale = draw(st.booleans())
+    return n, dim, dtype, shape, seed, padding, scale
+
+
+@given(embedding_case())
+def test_embedding_matches_reference(case):
+    n, dim, dtype, shape, seed, padding, scale = case
+    rng = np.random.default_rng(seed)
+    emb = sm.Embedding(n, dim, padding_idx=padding, scale_grad_by_freq=scale, dtype=dtype, seed=seed)
+    if padding is not None:
+        assert not emb.weight[padding].any()
+    ids = rng.integers(0, n, size=shape)
+    out = emb(ids)
+    np.testing.assert_array_equal(out, ref.lookup(emb.weight, ids))
+    g = rng.standard_normal(shape + (dim,)).astype(dtype)
+    # The reference gradient with padding zeroed and each occurrence divided by its id's count.
+    flat = ids.reshape(-1)
+    up = g.reshape(flat.size, dim).astype(np.float64)
+    if scale and flat.size:
+        up = up / np.bincount(flat, minlength=n)[flat][:, None]
+    expected = ref.grad(ids, up.reshape(g.shape), n)
+    if padding is not None:
+        expected[padding % n] = 0
+    grad = emb.backward(g)
+    assert grad.values.dtype == dtype
+    assert np.all(np.diff(grad.indices) > 0)
+    if padding is not None:
+        assert padding % n not in grad.indices
+    np.testing.assert_allclose(grad.to_dense(), expected, **_tol(dtype))
+
+
+@st.composite
+def bag_case(draw):
+    n = draw(st.integers(1, 8))
+    dim = draw(st.integers(1, 4))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    mode = draw(st.sampled_from(["sum", "mean", "max"]))
+    sizes = draw(st.lists(st.integers(0, 4), min_size=0, max_size=5))
+    seed = draw(st.integers(0, 2**31 - 1))
+    padding = draw(st.one_of(st.none(), st.integers(0, n - 1)))
+    psw = mode == "sum" and draw(st.booleans())
+    last = draw(st.booleans())
+    two_d = draw(st.booleans()) and len(set(sizes)) == 1 and sizes
+    return n, dim, dtype, mode, sizes, seed, padding, psw, last, two_d
+
+
+@given(bag_case())
+def test_embedding_bag_matches_reference(case):
+    n, dim, dtype, mode, sizes, seed, padding, use_psw, last, two_d = case
+    rng = np.random.default_rng(seed)
+    bag = sm.EmbeddingBag(n, dim, mode=mode, padding_idx=padding, include_last_offset=last,
+                          dtype=dtype, seed=seed)
+    ids = rng.integers(0, n, size=sum(sizes))
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    offsets = starts if last else starts[:-1]
+    psw = rng.standard_normal(ids.size).astype(dtype) if use_psw else None
+    if two_d:
+        ids, offsets = ids.reshape(len(sizes), sizes[0]), None
+        psw = None if psw is None else psw.reshape(ids.shape)
+        bag.include_last_offset = last = False
+    kw = dict(offsets=offsets, mode=mode, per_sample_weights=psw, padding_idx=padding,
+              include_last_offset=last)
+    out = bag(ids, offsets, psw)
+    assert out.shape == (len(sizes), dim)
+    np.testing.assert_allclose(out, ref.bag_lookup(bag.weight, ids, **kw), **_tol(dtype))
+    g = rng.standard_normal(out.shape).astype(dtype)
+    expected = ref.bag_grad(bag.weight, ids, g, **kw)
+    np.testing.assert_allclose(bag.backward(g).to_dense(), expected, **_tol(dtype))
+
+
+def test_bag_padding_is_left_out_of_mean_count_and_max():
+    w = np.array([[1.0, -5.0], [3.0, 4.0], [0.0, 0.0]])
+    bag = sm.EmbeddingBag.from_pretrained(w, freeze=False, mode="mean", padding_idx=2)
+    out = bag(np.array([0, 2, 1, 2, 2]), np.array([0, 3, 4]))
+    np.testing.assert_array_equal(out, [[2.0, -0.5], [0.0, 0.0], [0.0, 0.0]])
+    bag = sm.EmbeddingBag.from_pretrained(-np.abs(w) - 1, freeze=False, mode="max", padding_idx=2)
+    out = bag(np.array([0, 2]), np.array([0]))
+    np.testing.assert_array_equal(out, [[-2.0, -6.0]])  # the padding row (-1, -1) would have won
+
+
+def test_finite_difference_gradient_through_a_small_model(rng):
+    # loss = sum_b  v · mean_bag(lookup)  composed with an Embedding feeding the bag ids' weights.
+    n, dim = 6, 3
+    bag = sm.EmbeddingBag(n, dim, mode="mean", dtype=np.float64, seed=1)
+    bag.weight[:] = rng.standard_normal((n, dim))
+    ids, offsets = np.array([0, 3, 3, 5, 1, 0]), np.array([0, 2, 2, 5])
+    v = rng.standard_normal((4, dim))
+
+    def loss(weight):
+        probe = sm.EmbeddingBag.from_pretrained(weight, mode="mean")
+        return float(np.sum(np.tanh(probe(ids, offsets)) @ v.T))
+
+    out = bag(ids, offsets)
+    grad = bag.backward((1 - np.tanh(out) ** 2) * v.sum(axis=0)).to_dense()
+    num = np.zeros_like(bag.weight)
+    h = 1e-6
+    for i in range(n):
+        for j in range(dim):
+            wp, wm = bag.weight.copy(), bag.weight.copy()
+            wp[i, j] += h
+            wm[i, j] -= h
+            num[i, j] = (loss(wp) - loss(wm)) / (2 * h)
+    np.testing.assert_allclose(grad, num, rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.5, np.inf])
+def test_max_norm_renorms_only_looked_up_rows(rng, norm_type):
+    w = rng.standard_normal((6, 4)) * 3
+    emb = sm.Embedding.from_pretrained(w, max_norm=1.0, norm_type=norm_type)
+    out = emb(np.array([1, 3, 1]))
+    norms = np.linalg.norm(w, ord=norm_type, axis=1)
+    for r in range(6):
+        if r in (1, 3) and norms[r] > 1.0:
+            np.testing.assert_allclose(emb.weight[r], w[r] / (norms[r] + 1e-7), rtol=1e-12)
+        else:
+            assert np.array_equal(emb.weight[r], w[r])
+    np.testing.assert_array_equal(out, emb.weight[[1, 3, 1]])
+
+
+def test_from_pretrained_keeps_padding_row_and_copies():
+    w = np.ones((3, 2), np.float32)
+    emb = sm.Embedding.from_pretrained(w, padding_idx=1)
+    assert np.array_equal(emb.weight[1], [1, 1])
+    emb.weight[0] = 5
+    assert w[0, 0] == 1
+    assert emb.requires_grad is False
+
+
+def test_constructor_zeroes_negative_padding_row():
+    emb = sm.Embedding(5, 3, padding_idx=-2, seed=0)
+    assert emb.padding_idx == 3 and not emb.weight[3].any() and emb.weight[4].any()
+
+
+def test_seed_reproduces_initialisation():
+    a = sm.Embedding(7, 3, seed=42).weight
+    assert np.array_equal(a, sm.Embedding(7, 3, seed=42).weight)
+    assert not np.array_equal(a, sm.Embedding(7, 3, seed=43).weight)
+
+
+def test_gradient_accumulates_until_zero_grad(rng):
+    emb = sm.Embedding(5, 2, dtype=np.float64, seed=0)
+    g1, g2 = rng.standard_normal((2, 2)), rng.standard_normal((3, 2))
+    emb(np.array([1, 4]))
+    first = emb.backward(g1)
+    emb(np.array([4, 0, 4]))
+    emb.backward(g2)
+    expected = ref.grad([1, 4], g1, 5) + ref.grad([4, 0, 4], g2, 5)
+    np.testing.assert_allclose(emb.grad.to_dense(), expected, rtol=1e-12)
+    np.testing.assert_allclose(first.to_dense(), ref.grad([1, 4], g1, 5))
+    emb.zero_grad()
+    assert emb.grad is None
+
+
+def test_frozen_layer_has_no_gradient():
+    emb = sm.Embedding.from_pretrained(np.ones((3, 2)))
+    emb(np.array([0, 1]))
+    assert emb.backward(np.ones((2, 2))) is None
+    assert emb.grad is None
+
+
+def test_backward_before_forward():
+    with pytest.raises(RuntimeError, match="before forward"):
+        sm.Embedding(3, 2).backward(np.ones((1, 2)))
+
+
+def test_grad_out_shape_mismatch_names_both_shapes():
+    emb = sm.Embedding(3, 2)
+    emb(np.array([[0, 1], [2, 2]]))
+    with pytest.raises(ValueError, match=r"\(4, 2\).*\(2, 2, 2\)"):
+        emb.backward(np.ones((4, 2)))
+
+
+def test_bad_ids_change_nothing_even_with_max_norm():
+    w = np.full((3, 2), 10.0)
+    emb = sm.Embedding.from_pretrained(w, max_norm=1.0)
+    with pytest.raises(IndexError, match=r"3.*\[0, 3\)"):
+        emb(np.array([0, 3]))
+    assert np.array_equal(emb.weight, w)
+    with pytest.raises(TypeError):
+        emb(np.array([0.5]))
+
+
+@pytest.mark.parametrize("offsets,msg", [
+    ([1, 2], "start at 0"),
+    ([0, 3, 2], "must not decrease"),
+    ([0, 9], "run past"),
+])
+def test_bad_offsets(offsets, msg):
+    w = np.full((3, 2), 10.0)
+    bag = sm.EmbeddingBag.from_pretrained(w, mode="sum", max_norm=1.0)
+    with pytest.raises(ValueError, match=msg):
+        bag(np.array([0, 1, 2, 1]), np.array(offsets))
+    assert np.array_equal(bag.weight, w)
+
+
+def test_bag_option_errors():
+    with pytest.raises(ValueError, match="per_sample_weights"):
+        sm.EmbeddingBag(3, 2, mode="mean")(np.array([0, 1]), np.array([0]), np.ones(2))
+    with pytest.raises(ValueError, match="mode"):
+        sm.EmbeddingBag(3, 2, mode="median")
+    with pytest.raises(ValueError, match="offsets"):
+        sm.EmbeddingBag(3, 2)(np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"offsets\[-1\]"):
+        sm.EmbeddingBag(3, 2, include_last_offset=True)(np.array([0, 1]), np.array([0, 1]))
+
+
+def test_sparse_rows_validates_and_adds():
+    a = sm.SparseRows(np.array([0, 2]), np.ones((2, 2)), 4)
+    b = sm.SparseRows(np.array([2, 3]), np.ones((2, 2)), 4)
+    np.testing.assert_array_equal((a + b).to_dense(), [[1, 1], [0, 0], [2, 2], [1, 1]])
+    with pytest.raises(ValueError, match="sorted"):
+        sm.SparseRows(np.array([2, 0]), np.ones((2, 2)), 4)
