@@ -12,7 +12,6 @@ import warnings
 from numbers import Integral
 
 import numpy as np
-from scipy import stats
 
 _KEY_TYPES = (str, Integral)
 
@@ -337,6 +336,8 @@ class KeyedVectors:
         ValueError
             If no pair could be scored.
         """
+        from scipy import stats  # costs most of a second to import; only evaluation needs it
+
         ok_vocab, fold = self._ok_vocab(restrict_vocab, case_insensitive)
         gold, model = [], []
         oov = 0

@@ -15,7 +15,7 @@ import zipfile
 from numbers import Integral
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .. import _config
 from ..kernels import word2vec as _k
