@@ -47,6 +47,29 @@ def _seed_states(seed, n):
     return np.array(states, dtype=np.uint64)
 
 
+class VocabularyError(ValueError):
+    """No usable vocabulary: the corpus is empty, or no word reaches ``min_count``.
+
+    Attributes
+    ----------
+    source : str
+        The corpus (file name, or "sentences").
+    min_count : int or None
+        The effective min_count when words existed but none reached it; None for an empty corpus.
+    max_count : int
+        Count of the most frequent word.
+    """
+
+    def __init__(self, source, min_count=None, max_count=0):
+        self.source, self.min_count, self.max_count = source, min_count, max_count
+        if min_count is None:
+            msg = f"corpus {source} is empty"
+        else:
+            msg = (f"no word in {source} occurs at least min_count={min_count} times (the most frequent "
+                   f"occurs {max_count} times); lower min_count")
+        super().__init__(msg)
+
+
 def _check(name, value, ok, what):
     if not ok:
         raise ValueError(f"{name} must be {what}, got {value!r}")
@@ -174,8 +197,8 @@ class Word2Vec:
 
         Raises
         ------
-        ValueError
-            If the corpus is empty or no word occurs ``min_count`` times.
+        VocabularyError
+            (a ValueError) If the corpus is empty or no word occurs ``min_count`` times.
         FileNotFoundError
             If ``corpus_file`` does not exist.
         """
@@ -187,13 +210,10 @@ class Word2Vec:
         else:
             words, counts, encoded = _corpus.scan(stream)
         if not words:
-            raise ValueError(f"corpus {name} is empty")
+            raise VocabularyError(name)
         order, effective = select(counts, self.min_count, self.max_final_vocab)
         if order.shape[0] == 0:
-            raise ValueError(
-                f"no word in {name} occurs at least min_count={effective} times "
-                f"(the most frequent occurs {int(counts.max())} times); lower min_count"
-            )
+            raise VocabularyError(name, effective, int(counts.max()))
         self.vocab = Vocabulary([words[i] for i in order], counts[order])
         self.corpus_total_words = int(counts.sum())
         if encoded is not None:
