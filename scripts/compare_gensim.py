@@ -1,0 +1,135 @@
+"""Quality of sparsemb's word2vec against gensim's, trained with the same flags on the same corpus.
+
+Both models are scored by the SAME evaluator (sparsemb.word2vec.KeyedVectors, whose definitions are
+gensim's): WordSim353 and SimLex-999 Spearman, questions-words accuracy (gensim's test data). The
+default corpus is the text of the shortened Wikipedia dump in gensim's test data, extracted with
+gensim's WikiCorpus (lower-cased tokens, one article per line).
+
+    python scripts/compare_gensim.py                      # skip-gram and CBOW, seeds 1 2 3
+    python scripts/compare_gensim.py --models sg --output results.md
+
+Requires gensim (``pip install sparsemb[compare]``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def test_data():
+    import gensim
+
+    return os.path.join(os.path.dirname(gensim.__file__), "test", "test_data")
+
+
+def wiki_text(path):
+    """Extract the shortened Wikipedia dump to ``path`` (one article per line) unless it exists."""
+    if os.path.exists(path):
+        return path
+    from gensim.corpora import WikiCorpus
+
+    dump = os.path.join(test_data(), "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
+    wiki = WikiCorpus(dump, dictionary={}, processes=1)
+    with open(path + ".part", "w", encoding="utf-8") as f:
+        for tokens in wiki.get_texts():
+            f.write(" ".join(tokens) + "\n")
+    os.replace(path + ".part", path)
+    return path
+
+
+def score(wv):
+    """WordSim353 and SimLex-999 Spearman, questions-words accuracy (percent), with sparsemb's evaluator."""
+    d = test_data()
+    ws = wv.evaluate_word_pairs(os.path.join(d, "wordsim353.tsv"))[1][0]
+    sl = wv.evaluate_word_pairs(os.path.join(d, "simlex999.txt"))[1][0]
+    acc = wv.evaluate_word_analogies(os.path.join(d, "questions-words.txt"))[0]
+    return {"wordsim353": float(ws), "simlex999": float(sl), "analogy": 100.0 * float(acc)}
+
+
+def train_gensim(corpus, flags, seed):
+    from gensim.models import Word2Vec
+    from gensim.models.word2vec import LineSentence
+
+    from sparsemb.word2vec import KeyedVectors
+
+    t0 = time.perf_counter()
+    model = Word2Vec(LineSentence(corpus), seed=seed, **flags)
+    seconds = time.perf_counter() - t0
+    return KeyedVectors(model.wv.vectors, model.wv.index_to_key), seconds
+
+
+def train_sparsemb(corpus, flags, seed):
+    from sparsemb.word2vec import Word2Vec
+
+    t0 = time.perf_counter()
+    model = Word2Vec(corpus_file=corpus, seed=seed, quiet=True, **flags)
+    return model.wv, time.perf_counter() - t0
+
+
+METRICS = ("wordsim353", "simlex999", "analogy")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", help="text file, one sentence per line (default: gensim's shortened wiki)")
+    parser.add_argument("--models", nargs="+", choices=("sg", "cbow"), default=["sg", "cbow"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--dim", type=int, default=100)
+    parser.add_argument("--window", type=int, default=5)
+    parser.add_argument("--negative", type=int, default=5)
+    parser.add_argument("--min-count", type=int, default=5)
+    parser.add_argument("--sample", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--output", help="also write the results: .json (all runs) or .md (the table)")
+    args = parser.parse_args(argv)
+
+    corpus = args.corpus or wiki_text(os.path.join(tempfile.gettempdir(), "sparsemb-wiki-shortened.txt"))
+    n_tokens = sum(len(line.split()) for line in open(corpus, encoding="utf-8"))
+    print(f"corpus {corpus}: {n_tokens} tokens", file=sys.stderr)
+    runs = []
+    for name in args.models:
+        flags = dict(sg=int(name == "sg"), vector_size=args.dim, window=args.window, negative=args.negative,
+                     min_count=args.min_count, sample=args.sample, epochs=args.epochs, workers=args.workers)
+        for seed in args.seeds:
+            for impl, train in (("gensim", train_gensim), ("sparsemb", train_sparsemb)):
+                wv, seconds = train(corpus, flags, seed)
+                run = dict(model=name, impl=impl, seed=seed, seconds=seconds, **score(wv))
+                runs.append(run)
+                print(json.dumps(run), file=sys.stderr)
+
+    lines = [f"corpus: {os.path.basename(corpus)} ({n_tokens} tokens); dim {args.dim}, window {args.window}, "
+             f"negative {args.negative}, min_count {args.min_count}, sample {args.sample}, epochs {args.epochs}, "
+             f"workers {args.workers}; seeds {' '.join(map(str, args.seeds))}; mean of seeds",
+             "",
+             "| model | implementation | WordSim353 ρ | SimLex-999 ρ | analogy % | train s |",
+             "|---|---|---|---|---|---|"]
+    for name in args.models:
+        means = {}
+        for impl in ("gensim", "sparsemb"):
+            sel = [r for r in runs if r["model"] == name and r["impl"] == impl]
+            means[impl] = {k: float(np.mean([r[k] for r in sel])) for k in METRICS + ("seconds",)}
+            m = means[impl]
+            lines.append(f"| {name} | {impl} | {m['wordsim353']:.4f} | {m['simlex999']:.4f} | "
+                         f"{m['analogy']:.2f} | {m['seconds']:.1f} |")
+        diff = {k: means["sparsemb"][k] - means["gensim"][k] for k in METRICS}
+        lines.append(f"| {name} | difference | {diff['wordsim353']:+.4f} | {diff['simlex999']:+.4f} | "
+                     f"{diff['analogy']:+.2f} | |")
+    table = "\n".join(lines)
+    print(table)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            if args.output.endswith(".json"):
+                json.dump({"argv": sys.argv[1:], "runs": runs}, f, indent=1)
+            else:
+                f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
