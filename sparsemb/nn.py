@@ -175,7 +175,9 @@ class _Table:
             raise ValueError(f"grad_out has shape {g.shape}, expected {expected}")
         if g.dtype.kind != "f":
             raise TypeError(f"grad_out must be floating point, got dtype {g.dtype}")
-        return np.ascontiguousarray(g, dtype=self.weight.dtype)
+        # A copy, as autograd would have consumed it: the gradient is summed later (in step() or on
+        # reading .values), and a caller reusing its buffer must not change it in between.
+        return np.array(g, dtype=self.weight.dtype, order="C", copy=True)
 
     def _skip(self):
         return -1 if self.padding_idx is None else self.padding_idx
@@ -230,7 +232,8 @@ class Embedding(_Table):
         self._renorm(flat)
         out = np.empty((flat.size, self.embedding_dim), dtype=self.weight.dtype)
         K.gather(self.weight, flat, out)
-        self._saved = idx
+        # Saved ids must not follow later in-place changes to the caller's array.
+        self._saved = idx if idx is not ids and idx.base is None else idx.copy()
         return out.reshape(idx.shape + (self.embedding_dim,))
 
     __call__ = forward
@@ -274,7 +277,8 @@ class EmbeddingBag(_Table):
         As :class:`Embedding`. Padding ids are left out of sums, maxes and the mean's count.
     mode : {"sum", "mean", "max"}
     include_last_offset : bool
-        ``offsets`` has one more entry, the end of the last bag (CSR layout).
+        ``offsets`` has one more entry, the end of the last bag (CSR layout). It must equal
+        ``len(ids)``: PyTorch silently ignores ids past it, sparsemb raises ValueError.
     """
 
     def __init__(self, num_embeddings, embedding_dim, max_norm=None, norm_type=2.0,
@@ -346,7 +350,7 @@ class EmbeddingBag(_Table):
             p = np.asarray(per_sample_weights)
             if p.shape != idx.shape:
                 raise ValueError(f"per_sample_weights has shape {p.shape}, expected {idx.shape}")
-            psw = np.ascontiguousarray(p.reshape(-1), dtype=self.weight.dtype)
+            psw = np.array(p.reshape(-1), dtype=self.weight.dtype, copy=True)
         self._renorm(flat)
         n_bags = starts.size - 1
         out = np.empty((n_bags, self.embedding_dim), dtype=self.weight.dtype)
@@ -354,6 +358,8 @@ class EmbeddingBag(_Table):
         mode = _MODES[self.mode]
         argmax = np.empty((n_bags if mode == B.MAX else 0, self.embedding_dim), dtype=np.int64)
         B.bag_forward(self.weight, flat, starts, psw, mode, self._skip(), out, counts, argmax)
+        if flat.base is not None or flat is ids:
+            flat = flat.copy()  # see Embedding.forward
         self._saved = (flat, starts, psw, counts, argmax)
         return out
 

@@ -232,3 +232,21 @@ def test_sparse_rows_validates_and_adds():
     np.testing.assert_array_equal((a + b).to_dense(), [[1, 1], [0, 0], [2, 2], [1, 1]])
     with pytest.raises(ValueError, match="sorted"):
         sm.SparseRows(np.array([2, 0]), np.ones((2, 2)), 4)
+
+
+def test_layers_do_not_follow_later_changes_to_caller_arrays():
+    emb = sm.Embedding.from_pretrained(np.ones((4, 2)), freeze=False)
+    ids, g = np.array([0, 1, 0]), np.ones((3, 2))
+    emb(ids)
+    ids[:] = 3
+    grad = emb.backward(g)
+    g[:] = 7
+    np.testing.assert_array_equal(grad.to_dense(), [[2, 2], [1, 1], [0, 0], [0, 0]])
+    bag = sm.EmbeddingBag.from_pretrained(np.ones((4, 2)), freeze=False, mode="sum")
+    ids, offsets, gb = np.array([0, 1, 0]), np.array([0, 1]), np.ones((2, 2))
+    bag(ids, offsets)
+    ids[:] = 3
+    offsets[:] = 0
+    grad = bag.backward(gb)
+    gb[:] = 7
+    np.testing.assert_array_equal(grad.to_dense(), [[2, 2], [1, 1], [0, 0], [0, 0]])
