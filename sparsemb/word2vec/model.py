@@ -131,6 +131,8 @@ class Word2Vec:
         The output table.
     epoch_losses : list of float
         Mean loss per predicted example for every epoch trained so far.
+    effective_words : int
+        Tokens that survived subsampling in the last epoch.
     """
 
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, window=5, min_count=5, sg=0,
@@ -174,6 +176,7 @@ class Word2Vec:
         self.wv = None
         self.syn1neg = None
         self.epoch_losses = []
+        self.effective_words = 0
         self.corpus_count = 0
         self.corpus_total_words = 0
         self._cached = None
@@ -299,18 +302,21 @@ class Word2Vec:
                 for epoch in range(epochs):
                     _call(callbacks, "on_epoch_begin", self)
                     t0 = time.perf_counter()
-                    loss, examples = 0.0, 0
+                    loss, examples, kept = 0.0, 0, 0
                     for bounds, n_tok in chunks:
                         a0 = start_alpha - (start_alpha - end_alpha) * done / total
                         a1 = start_alpha - (start_alpha - end_alpha) * (done + n_tok) / total
-                        l, e = self._run(encoded, bounds, tables, max(a0, end_alpha), max(a1, end_alpha))
+                        l, e, w = self._run(encoded, bounds, tables, max(a0, end_alpha), max(a1, end_alpha))
                         loss += l
                         examples += e
+                        kept += w
                         done += n_tok
                         bar.update(n_tok)
                         bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss / max(examples, 1):.4f}")
                     self.epoch_losses.append(loss / max(examples, 1))
-                    logger.info("epoch %d: loss %.4f, %.0f words/s", epoch + 1, self.epoch_losses[-1],
+                    self.effective_words = kept
+                    logger.info("epoch %d: loss %.4f, %d of %d words kept by subsampling, %.0f words/s",
+                                epoch + 1, self.epoch_losses[-1], kept, encoded.n_tokens,
                                 encoded.n_tokens / (time.perf_counter() - t0))
                     _call(callbacks, "on_epoch_end", self)
         finally:
@@ -351,7 +357,7 @@ class Word2Vec:
                        tables["sigmoid"], tables["logsig"], self.window, self.negative, bool(self.sg),
                        bool(self.cbow_mean), self.optimizer == "adagrad", np.float32(alpha0),
                        np.float32(alpha1), np.float32(self.adagrad_eps), self.rng_state, loss, examples, words)
-        return float(loss.sum()), int(examples.sum())
+        return float(loss.sum()), int(examples.sum()), int(words.sum())
 
     def get_latest_training_loss(self) -> float:
         """Mean loss per predicted example (``-log sigmoid`` of the true word plus the noise words) of

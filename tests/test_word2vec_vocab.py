@@ -1,0 +1,141 @@
+"""Corpus reading, vocabulary and sampling tables against gensim's rules and the formulas."""
+import json
+import math
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from sparsemb.kernels.word2vec import draw_negatives
+from sparsemb.word2vec import Word2Vec
+from sparsemb.word2vec import corpus as C
+from sparsemb.word2vec.model import VocabularyError
+from sparsemb.word2vec.vocab import Vocabulary
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    with open(os.path.join(FIXTURES, "gensim_word2vec.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def corpus_path(recorded, tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(recorded["corpus"]) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _case_kwargs(case):
+    return {k: case[k] for k in ("min_count", "max_vocab_size", "max_final_vocab") if k in case}
+
+
+def test_vocabulary_matches_recorded_gensim(recorded, corpus_path):
+    for case in recorded["vocab"]:
+        model = Word2Vec(vector_size=4, **_case_kwargs(case))
+        model.build_vocab(corpus_file=corpus_path)
+        assert model.vocab.index_to_key == case["words"], case
+        assert model.vocab.counts.tolist() == case["counts"], case
+        for sample, expected in case["sample_int"].items():
+            assert model.vocab.keep_thresholds(float(sample)).tolist() == expected, (case, sample)
+
+
+def test_sentences_iterable_gives_the_same_vocabulary(recorded):
+    sentences = [line.split() for line in recorded["corpus"]]
+    for case in recorded["vocab"]:
+        model = Word2Vec(vector_size=4, **_case_kwargs(case))
+        model.build_vocab(sentences=sentences)
+        assert model.vocab.index_to_key == case["words"]
+
+
+def test_corpus_count_splits_long_lines_like_linesentence(recorded, corpus_path):
+    model = Word2Vec(vector_size=4, min_count=1)
+    model.build_vocab(corpus_file=corpus_path)
+    assert model.corpus_count == recorded["vocab"][0]["corpus_count"]
+
+
+def test_vocabulary_matches_live_gensim_on_lee_corpus():
+    gensim = pytest.importorskip("gensim")
+    from gensim.models.word2vec import LineSentence
+
+    path = os.path.join(os.path.dirname(gensim.__file__), "test", "test_data", "lee_background.cor")
+    for kwargs in ({"min_count": 5}, {"min_count": 2, "max_vocab_size": 3000}, {"max_final_vocab": 400}):
+        ours = Word2Vec(vector_size=4, **kwargs)
+        ours.build_vocab(corpus_file=path)
+        theirs = gensim.models.Word2Vec(vector_size=4, **kwargs)
+        theirs.build_vocab(LineSentence(path))
+        assert ours.vocab.index_to_key == theirs.wv.index_to_key
+        assert ours.vocab.counts.tolist() == [theirs.wv.get_vecattr(w, "count") for w in theirs.wv.index_to_key]
+
+
+def test_ties_come_in_reverse_first_seen_order():
+    model = Word2Vec(vector_size=4, min_count=1)
+    model.build_vocab(sentences=[["b", "a", "c", "a"], ["d", "c"]])
+    assert model.vocab.index_to_key == ["c", "a", "d", "b"]
+    assert model.vocab.counts.tolist() == [2, 2, 1, 1]
+
+
+def test_file_reader_splits_lines_and_replaces_invalid_utf8_with_one_warning(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_bytes(b"a b\n\n  \nc \xff d\r\ne \xfe\n" + b"x " * 10001 + b"\n")
+    with pytest.warns(UnicodeWarning, match="invalid UTF-8") as record:
+        sentences = list(C.file_sentences(path))
+    assert len(record) == 1
+    assert sentences[:3] == [["a", "b"], ["c", "\ufffd", "d"], ["e", "\ufffd"]]
+    assert [len(s) for s in sentences[3:]] == [10000, 1]
+
+
+def test_missing_and_empty_corpus_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        Word2Vec(corpus_file=tmp_path / "nope.txt")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n")
+    with pytest.raises(VocabularyError, match="empty"):
+        Word2Vec(corpus_file=empty)
+    rare = tmp_path / "rare.txt"
+    rare.write_text("a b c\n")
+    with pytest.raises(VocabularyError, match="min_count=5"):
+        Word2Vec(corpus_file=rare)
+    with pytest.raises(TypeError, match="list of tokens"):
+        Word2Vec(sentences=["a sentence as a string"])
+
+
+def test_keep_probability_formula():
+    vocab = Vocabulary(["a", "b", "c"], [9000, 900, 100])
+    t = 1e-3 * 10000
+    expected = [min(1.0, (math.sqrt(c / t) + 1) * t / c) for c in (9000, 900, 100)]
+    np.testing.assert_allclose(vocab.keep_probabilities(1e-3), expected, rtol=1e-12)
+    assert vocab.keep_probabilities(0).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_subsampling_keeps_the_expected_number_of_tokens():
+    # 200 000 tokens of 4 words; the kept count is a sum of Bernoullis with known mean and variance.
+    rng = np.random.default_rng(0)
+    words = rng.choice(["a", "b", "c", "d"], size=(2000, 100), p=[0.7, 0.2, 0.07, 0.03])
+    model = Word2Vec(sentences=words.tolist(), vector_size=4, min_count=1, sample=1e-2, epochs=1,
+                     workers=1, quiet=True)
+    p = model.vocab.keep_probabilities(1e-2)
+    mean = float((model.vocab.counts * p).sum())
+    sd = math.sqrt(float((model.vocab.counts * p * (1 - p)).sum()))
+    assert p.min() < 0.5  # the test is about subsampling actually dropping words
+    assert abs(model.effective_words - mean) < 5 * sd  # 5 sigma: fails by chance < 1e-6
+
+
+def test_negative_sampling_follows_counts_to_the_power():
+    counts = np.array([5000, 1200, 300, 300, 40, 7, 1])
+    vocab = Vocabulary([str(i) for i in range(len(counts))], counts)
+    neg_prob, neg_alias = vocab.noise_table(0.75)
+    n = 2_000_000
+    drawn = np.bincount(draw_negatives(neg_prob, neg_alias, 12345, n), minlength=len(counts))
+    p = counts**0.75 / (counts**0.75).sum()
+    z = (drawn - n * p) / np.sqrt(n * p * (1 - p))
+    assert np.abs(z).max() < 5  # each frequency within 5 standard errors of counts**0.75
+
+
+def test_encoded_corpus_drops_out_of_vocabulary_words_inside_sentences():
+    encoded = C.encode(C.iterable_sentences([["a", "x", "b"], ["y"], ["b"]]), {"a": 0, "b": 1})
+    assert encoded.ids.tolist() == [0, 1, 1]
+    assert encoded.starts.tolist() == [0, 2, 2, 3]
