@@ -1,0 +1,124 @@
+"""Training: loss, reproducibility, optimizers, model files, and the planted analogies of the demo."""
+import io
+
+import numpy as np
+import pytest
+
+from sparsemb.word2vec import Word2Vec
+from sparsemb.word2vec.demo import generate_corpus, run_demo
+
+
+@pytest.fixture(scope="module")
+def demo_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("demo") / "corpus.txt"
+    generate_corpus(path, n_sentences=4000, seed=0)
+    return str(path)
+
+
+def _train(path, **kw):
+    args = dict(corpus_file=path, vector_size=16, min_count=1, epochs=3, workers=1, seed=7, quiet=True)
+    args.update(kw)
+    return Word2Vec(**args)
+
+
+@pytest.mark.parametrize("sg", [0, 1])
+def test_loss_falls_over_epochs(demo_corpus, sg):
+    model = _train(demo_corpus, sg=sg, epochs=4)
+    losses = model.epoch_losses
+    assert len(losses) == 4
+    assert losses[-1] < 0.8 * losses[0]
+    assert model.get_latest_training_loss() == losses[-1]
+
+
+@pytest.mark.parametrize("sg, optimizer", [(1, "sgd"), (0, "sgd"), (1, "adagrad"), (0, "adagrad")])
+def test_one_thread_and_a_seed_reproduce_bit_for_bit(demo_corpus, sg, optimizer):
+    a = _train(demo_corpus, sg=sg, optimizer=optimizer)
+    b = _train(demo_corpus, sg=sg, optimizer=optimizer)
+    c = _train(demo_corpus, sg=sg, optimizer=optimizer, seed=8)
+    assert np.array_equal(a.wv.vectors, b.wv.vectors)
+    assert np.array_equal(a.syn1neg, b.syn1neg)
+    assert a.epoch_losses == b.epoch_losses
+    assert not np.array_equal(a.wv.vectors, c.wv.vectors)
+
+
+def test_sentences_and_corpus_file_train_identically(demo_corpus):
+    with open(demo_corpus, encoding="utf-8") as f:
+        sentences = [line.split() for line in f]
+    a = _train(demo_corpus)
+    b = _train(None, corpus_file=None, sentences=sentences)
+    assert np.array_equal(a.wv.vectors, b.wv.vectors)
+
+
+def test_adagrad_updates_only_rows_it_touches_and_learns(demo_corpus):
+    model = _train(demo_corpus, sg=1, optimizer="adagrad", alpha=0.05, epochs=4)
+    assert model.accum0.shape == model.wv.vectors.shape
+    assert np.all(model.accum0.sum(axis=1) > 0)  # every word was a context word
+    assert model.epoch_losses[-1] < 0.8 * model.epoch_losses[0]
+    # "z" is in the vocabulary but not in the training text: its input row is never touched.
+    lazy = Word2Vec(vector_size=4, min_count=1, epochs=1, workers=1, optimizer="adagrad", quiet=True)
+    lazy.build_vocab(sentences=[["a", "b", "z"]] * 3)
+    z = lazy.wv.key_to_index["z"]
+    before = lazy.wv.vectors.copy()
+    lazy.train(sentences=[["a", "b", "a", "b"]] * 50)
+    assert np.all(lazy.accum0[z] == 0) and np.array_equal(lazy.wv.vectors[z], before[z])
+    assert np.all(lazy.accum0[lazy.wv.key_to_index["a"]] > 0)
+
+
+def test_multithreaded_training_runs_and_learns(demo_corpus):
+    model = _train(demo_corpus, workers=2, epochs=4)
+    assert np.isfinite(model.wv.vectors).all()
+    assert model.epoch_losses[-1] < 0.8 * model.epoch_losses[0]
+
+
+def test_save_load_keeps_everything_and_training_continues(demo_corpus, tmp_path):
+    model = _train(demo_corpus, optimizer="adagrad")
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = Word2Vec.load(path)
+    assert loaded.wv.index_to_key == model.wv.index_to_key
+    assert np.array_equal(loaded.vocab.counts, model.vocab.counts)
+    for name in ("syn1neg", "accum0", "accum1", "rng_state"):
+        assert np.array_equal(getattr(loaded, name), getattr(model, name)), name
+    assert np.array_equal(loaded.wv.vectors, model.wv.vectors)
+    # Continuing the loaded copy and the original gives the same result.
+    model.train(corpus_file=demo_corpus, epochs=1)
+    loaded.train(corpus_file=demo_corpus, epochs=1)
+    assert np.array_equal(loaded.wv.vectors, model.wv.vectors)
+    assert len(loaded.epoch_losses) == 4
+
+
+def test_load_rejects_other_files(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.npz"):
+        Word2Vec.load(bad)
+    with pytest.raises(FileNotFoundError, match="none.npz"):
+        Word2Vec.load(tmp_path / "none.npz")
+
+
+@pytest.mark.parametrize("kwargs, name", [({"vector_size": 0}, "vector_size"), ({"window": 0}, "window"),
+                                          ({"negative": 0}, "negative"), ({"epochs": 0}, "epochs"),
+                                          ({"alpha": -1.0}, "alpha"), ({"optimizer": "adam"}, "optimizer"),
+                                          ({"workers": 0}, "workers")])
+def test_bad_parameters_name_themselves(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        Word2Vec(**kwargs)
+
+
+def test_callbacks_are_called_per_epoch(demo_corpus):
+    seen = []
+
+    class Recorder:
+        def on_epoch_end(self, model):
+            seen.append(model.get_latest_training_loss())
+
+    model = _train(demo_corpus, epochs=2, callbacks=[Recorder()])
+    assert seen == model.epoch_losses
+
+
+@pytest.mark.parametrize("sg", [1, 0])
+def test_demo_reaches_90_percent_on_planted_analogies(sg):
+    out = io.StringIO()
+    score = run_demo(sg=sg, workers=2, quiet=True, out=out)
+    assert score >= 0.9
+    assert "planted-analogy accuracy" in out.getvalue()
