@@ -1,0 +1,160 @@
+"""Benchmark a full sparse training step against PyTorch CPU (issue 3, item 7).
+
+One step = ``opt.zero_grad(); out = emb(ids); emb.backward(g); opt.step()`` on a 1,000,000 x 64
+float32 table with 65,536 Zipf(1.1) ids, 2 threads, against ``nn.Embedding(sparse=True)`` and the
+same ``torch.optim`` optimizer, all interleaved in one process (round-robin, medians). The upstream
+gradient ``g`` is one fixed random (n, 64) array, the same for both.
+
+    python scripts/bench_step.py              # aligned text
+    python scripts/bench_step.py --markdown   # a section for BENCHMARKS.md
+
+Memory-traffic floor: the bytes a step cannot avoid moving (lookup: read ids, read n rows, write the
+(n, dim) output; backward + update: read the (n, dim) gradient, read + write each unique row of the
+weight and of each state array) divided by the bandwidth of np.copyto. "of floor" = floor time /
+step time. A second table shows our step time for 100,000 to 10,000,000 rows (same ids draw).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+
+import numpy as np
+
+import sparsemb as sm
+from _benchutil import (BATCH, DIM, NUM_EMBEDDINGS, THREADS, ZIPF_A, bandwidth, copy_case, fmt,
+                        interleaved, machine, report, table, try_torch, zipf_ids)
+from sparsemb._config import num_threads
+
+#: name: (sparsemb optimizer, torch.optim class name or None, state arrays of shape (N, dim),
+#: state arrays of shape (N,)). Hyper-parameters are the classes' defaults (SGD: lr=0.01).
+OPTIMIZERS = {
+    "SGD": (lambda e: sm.optim.SGD([e], lr=0.01), "SGD", 0, 0),
+    "Adagrad": (lambda e: sm.optim.Adagrad([e]), "Adagrad", 1, 0),
+    "RowwiseAdagrad": (lambda e: sm.optim.RowwiseAdagrad([e]), None, 0, 1),
+    "SparseAdam": (lambda e: sm.optim.SparseAdam([e]), "SparseAdam", 2, 0),
+}
+TORCH_KW = {"SGD": {"lr": 0.01}, "Adagrad": {}, "SparseAdam": {}}
+
+
+def floor_bytes(n, n_unique, dim, itemsize, row_states, scalar_states):
+    """Bytes a step must move: lookup, gradient read, read+write of the touched rows and state."""
+    lookup = n * 8 + 2 * n * dim * itemsize
+    backward = n * dim * itemsize
+    update = 2 * n_unique * itemsize * (dim * (1 + row_states) + scalar_states)
+    return lookup + backward + update
+
+
+def ours_step(num_embeddings, name, ids, g):
+    """A closure running one sparsemb training step (the layer and optimizer live in it)."""
+    emb = sm.Embedding(num_embeddings, DIM, seed=0)
+    opt = OPTIMIZERS[name][0](emb)
+
+    def step():
+        opt.zero_grad()
+        emb(ids)
+        emb.backward(g)
+        opt.step()
+    return step
+
+
+def torch_step(torch, name, ids, g):
+    emb = torch.nn.Embedding(NUM_EMBEDDINGS, DIM, sparse=True)
+    opt = getattr(torch.optim, name)(emb.parameters(), **TORCH_KW[name])
+    ids_t, g_t = torch.from_numpy(ids), torch.from_numpy(g)
+
+    def step():
+        opt.zero_grad()
+        emb(ids_t).backward(g_t)
+        opt.step()
+    return step
+
+
+def compare(torch, ids, g, rounds, markdown):
+    """Ours vs PyTorch at 1,000,000 rows, every optimizer interleaved; returns (table, targets)."""
+    n_unique = np.unique(ids).size
+    out_bytes = BATCH * DIM * 4
+    emb = sm.Embedding(NUM_EMBEDDINGS, DIM, seed=0)
+    cases = {  # where the time goes, for reading the step rows
+        "sparsemb forward only": lambda: emb(ids),
+        "sparsemb forward + backward (grouping)": lambda: (emb(ids), emb.backward(g), emb.zero_grad()),
+    }
+    for name, (_, torch_name, _, _) in OPTIMIZERS.items():
+        cases[f"{name}: sparsemb"] = ours_step(NUM_EMBEDDINGS, name, ids, g)
+        if torch is not None and torch_name is not None:
+            cases[f"{name}: torch"] = torch_step(torch, torch_name, ids, g)
+    cases["copy: np.copyto (output-sized)"] = copy_case(out_bytes)
+    t = interleaved(cases, rounds)
+
+    copy_bw = bandwidth(2 * out_bytes, t["copy: np.copyto (output-sized)"])
+    rows, targets = [], []
+    goals = {"SGD": 3, "Adagrad": 6, "SparseAdam": 4}
+    verdict = lambda ok: "met" if ok else "MISSED"  # noqa: E731
+    for name, (_, _, row_states, scalar_states) in OPTIMIZERS.items():
+        ours, theirs = t[f"{name}: sparsemb"], t.get(f"{name}: torch")
+        fb = floor_bytes(BATCH, n_unique, DIM, 4, row_states, scalar_states)
+        floor_s = fb / (copy_bw * 1e9)
+        speedup = theirs / ours if theirs else None
+        rows.append([name, fmt(ours * 1e3, ".2f"), fmt(theirs and theirs * 1e3, ".2f"),
+                     fmt(speedup, suffix="x"), fmt(fb / 1e6, ".1f"), fmt(floor_s * 1e3, ".2f"),
+                     fmt(100 * floor_s / ours, ".0f", suffix="%"),
+                     fmt(theirs and 100 * floor_s / theirs, ".0f", suffix="%")])
+        if name in goals:
+            targets.append([f"{name} >= {goals[name]}x PyTorch", fmt(speedup, suffix="x"),
+                            "n/a" if speedup is None else verdict(speedup >= goals[name])])
+        targets.append([f"{name} >= 50% of floor", fmt(100 * floor_s / ours, ".0f", suffix="%"),
+                        verdict(floor_s / ours >= 0.5)])
+    head = ["optimizer", "sparsemb ms", "torch ms", "speedup", "floor MB", "floor ms",
+            "sparsemb of floor", "torch of floor"]
+    parts = [table(head, rows, markdown)]
+    extra = [[k, fmt(t[k] * 1e3, ".2f")] for k in cases if k.startswith(("sparsemb", "copy"))]
+    extra[-1][0] += f" ({fmt(copy_bw, '.1f')} GB/s)"
+    parts.append(table(["breakdown / anchor", "ms"], extra, markdown))
+    parts.append(table(["target", "measured", "status"], targets, markdown))
+    return parts, n_unique
+
+
+def flat(g, rounds, markdown, sizes=(100_000, 1_000_000, 10_000_000)):
+    """Our step time for each optimizer and table size (sizes interleaved, one optimizer at a time)."""
+    rows = []
+    uniques = [np.unique(zipf_ids(BATCH, n)).size for n in sizes]
+    for name in OPTIMIZERS:
+        cases = {n: ours_step(n, name, zipf_ids(BATCH, n), g) for n in sizes}
+        t = interleaved(cases, rounds)
+        del cases
+        gc.collect()
+        rows.append([name] + [fmt(t[n] * 1e3, ".2f") for n in sizes]
+                    + [fmt(t[sizes[-1]] / t[sizes[0]], suffix="x")])
+    head = (["optimizer"] + [f"{n:,} rows ms ({u:,} unique)" for n, u in zip(sizes, uniques)]
+            + [f"{sizes[-1] // sizes[0]:,}x rows: time ratio"])
+    return table(head, rows, markdown)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=20, help="timed rounds per case (default 20)")
+    ap.add_argument("--flat-rounds", type=int, default=10,
+                    help="timed rounds per table size; 0 skips the table-size sweep (default 10)")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch anchors")
+    ap.add_argument("--markdown", action="store_true", help="print a BENCHMARKS.md section")
+    args = ap.parse_args(argv)
+
+    torch = try_torch(THREADS, enabled=not args.no_torch)
+    ids = zipf_ids(BATCH, NUM_EMBEDDINGS)
+    g = np.random.default_rng(1).standard_normal((BATCH, DIM), dtype=np.float32)
+    with num_threads(THREADS):
+        parts, n_unique = compare(torch, ids, g, args.rounds, args.markdown)
+        gc.collect()
+        if args.flat_rounds:
+            parts.append(flat(g, args.flat_rounds, args.markdown))
+    blocks = [f"workload: {NUM_EMBEDDINGS:,} x {DIM} float32 table, {BATCH:,} Zipf({ZIPF_A}) ids "
+              f"({n_unique:,} unique), {THREADS} threads, median of {args.rounds} interleaved rounds; "
+              "step = zero_grad + forward + backward + optimizer step"] + parts
+    blocks.append("floor = (ids + n rows read + n x dim output written + n x dim gradient read + "
+                  "each unique row of weight and state read and written) / copy bandwidth. "
+                  "RowwiseAdagrad has no PyTorch counterpart (n/a). The last table uses the same "
+                  f"Zipf draw folded into each table size, {args.flat_rounds} interleaved rounds.")
+    print(report("bench_step: full training step", machine(torch), blocks, args.markdown))
+
+
+if __name__ == "__main__":
+    main()
