@@ -1,0 +1,125 @@
+"""KeyedVectors: queries and evaluation against recorded gensim results; word2vec C files."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from sparsemb.word2vec import KeyedVectors
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    with open(os.path.join(FIXTURES, "gensim_word2vec.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def wv():
+    return KeyedVectors.load_word2vec_format(os.path.join(FIXTURES, "gensim_vectors.bin"), binary=True)
+
+
+def _same(ours, theirs):
+    assert [w for w, _ in ours] == [w for w, _ in theirs]
+    np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], rtol=1e-5, atol=1e-6)
+
+
+def test_gensim_binary_and_text_files_load_identically(wv, recorded):
+    text = KeyedVectors.load_word2vec_format(os.path.join(FIXTURES, "gensim_vectors.txt"))
+    assert wv.index_to_key == text.index_to_key == recorded["vectors_words"]
+    np.testing.assert_allclose(wv.vectors, text.vectors, rtol=1e-6)
+    assert wv.vectors.dtype == np.float32 and wv.vectors.shape == (len(wv), 8)
+
+
+def test_queries_match_gensim(wv, recorded):
+    for word, expected in recorded["most_similar"].items():
+        _same(wv.most_similar(word, topn=5), expected)
+    words = recorded["vectors_words"]
+    _same(wv.most_similar(positive=[words[1], words[2]], negative=[words[0]], topn=5), recorded["most_similar_neg"])
+    _same(wv.most_similar_cosmul(positive=[words[1], words[2]], negative=[words[0]], topn=5),
+          recorded["most_similar_cosmul"])
+    query, odd = recorded["doesnt_match"]
+    assert wv.doesnt_match(query) == odd
+    a, b, sim = recorded["similarity"]
+    assert wv.similarity(a, b) == pytest.approx(sim, rel=1e-5)
+
+
+def test_evaluations_match_gensim(wv, recorded, tmp_path):
+    analogies = tmp_path / "analogies.txt"
+    analogies.write_text(recorded["analogies_file"], encoding="utf-8")
+    score, sections = wv.evaluate_word_analogies(analogies)
+    assert score == pytest.approx(recorded["analogy_score"])
+    assert [(s["section"], len(s["correct"]), len(s["incorrect"])) for s in sections] == [
+        (s["section"], s["correct"], s["incorrect"]) for s in recorded["analogy_sections"]]
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(recorded["pairs_file"], encoding="utf-8")
+    pearson, spearman, oov = wv.evaluate_word_pairs(pairs)
+    np.testing.assert_allclose([pearson[0], spearman[0], oov], recorded["pairs"], rtol=1e-5, atol=1e-7)
+
+
+def test_lookup_and_unknown_words(wv):
+    w = wv.index_to_key[3]
+    assert w in wv and "no-such-word" not in wv and len(wv) == len(wv.index_to_key)
+    assert np.array_equal(wv[w], wv.vectors[3])
+    assert wv[[w, w]].shape == (2, 8)
+    with pytest.raises(KeyError, match="no-such-word"):
+        wv.most_similar("no-such-word")
+    assert len(wv.most_similar(w, topn=None)) == len(wv)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_round_trip_is_exact_with_unicode_words(tmp_path, binary):
+    rng = np.random.default_rng(0)
+    kv = KeyedVectors(rng.standard_normal((4, 5)).astype(np.float32), ["a", "Über", "東京", "naïve"])
+    path = tmp_path / ("v.bin" if binary else "v.txt")
+    kv.save_word2vec_format(path, binary=binary)
+    back = KeyedVectors.load_word2vec_format(path, binary=binary)
+    assert back.index_to_key == kv.index_to_key
+    assert np.array_equal(back.vectors, kv.vectors)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_keys_with_whitespace_cannot_be_saved(tmp_path):
+    kv = KeyedVectors(np.zeros((1, 2), np.float32), ["two words"])
+    with pytest.raises(ValueError, match="two words"):
+        kv.save_word2vec_format(tmp_path / "v.txt")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_truncated_or_corrupt_files_name_file_and_place(tmp_path, binary):
+    kv = KeyedVectors(np.ones((3, 4), np.float32), ["a", "b", "c"])
+    path = tmp_path / "v"
+    kv.save_word2vec_format(path, binary=binary)
+    data = path.read_bytes()
+    cut = tmp_path / "cut"
+    cut.write_bytes(data[: len(data) - 10])
+    with pytest.raises(ValueError, match=r"cut.*(word 3|line 4)"):
+        KeyedVectors.load_word2vec_format(cut, binary=binary)
+    header = tmp_path / "header"
+    header.write_bytes(b"three 4\n" + data.split(b"\n", 1)[1])
+    with pytest.raises(ValueError, match="header.*bad header"):
+        KeyedVectors.load_word2vec_format(header, binary=binary)
+
+
+def test_text_line_with_wrong_count_is_reported(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("2 3\na 1 2 3\nb 1 2\n")
+    with pytest.raises(ValueError, match="v.txt: line 3 has 2 numbers, expected 3"):
+        KeyedVectors.load_word2vec_format(path)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_files_interoperate_with_live_gensim(tmp_path, binary, wv):
+    gensim_kv = pytest.importorskip("gensim.models.keyedvectors").KeyedVectors
+    path = tmp_path / "ours"
+    wv.save_word2vec_format(path, binary=binary)
+    theirs = gensim_kv.load_word2vec_format(str(path), binary=binary)
+    assert theirs.index_to_key == wv.index_to_key
+    np.testing.assert_allclose(theirs.vectors, wv.vectors, rtol=1e-6)
+    back_path = tmp_path / "theirs"
+    theirs.save_word2vec_format(str(back_path), binary=binary)
+    back = KeyedVectors.load_word2vec_format(back_path, binary=binary)
+    np.testing.assert_allclose(back.vectors, wv.vectors, rtol=1e-6)
