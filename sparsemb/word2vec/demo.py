@@ -94,7 +94,7 @@ def write_analogies(path):
 
 
 def run_demo(sg=1, vector_size=50, epochs=10, workers=None, seed=1, n_sentences=20000, directory=None,
-             quiet=False, out=sys.stdout):
+             quiet=False, out=None):
     """Generate the demo corpus, train on it, save and reload the vectors, and report.
 
     Parameters
@@ -109,14 +109,15 @@ def run_demo(sg=1, vector_size=50, epochs=10, workers=None, seed=1, n_sentences=
         Where to write corpus.txt, analogies.txt and vectors.bin; a temporary directory by default.
     quiet : bool
         No progress bar.
-    out : file
-        Where the report goes.
+    out : file, optional
+        Where the report goes; default standard output.
 
     Returns
     -------
     float
         Accuracy on the planted analogies, in [0, 1].
     """
+    out = sys.stdout if out is None else out
     with tempfile.TemporaryDirectory() as tmp:
         where = directory or tmp
         corpus = os.path.join(where, "corpus.txt")
