@@ -193,7 +193,8 @@ class Word2Vec:
             path = _corpus.check_corpus_file(corpus_file)
             st = os.stat(path)
             return ("file", os.path.abspath(path), st.st_size, st.st_mtime_ns), _corpus.file_sentences(path)
-        return ("iterable", id(sentences)), _corpus.iterable_sentences(sentences)
+        # The object itself (not its id, which a new object may reuse) identifies an iterable corpus.
+        return ("iterable", sentences), _corpus.iterable_sentences(sentences)
 
     def build_vocab(self, sentences=None, corpus_file=None):
         """Count the corpus and choose the vocabulary (gensim's rules); initialise the tables.
@@ -244,7 +245,7 @@ class Word2Vec:
     # -- training -------------------------------------------------------------------------------
     def _encoded(self, sentences, corpus_file):
         key, stream = self._source(sentences, corpus_file)
-        if self._cached is not None and self._cached[0] == key:
+        if self._cached is not None and _same_source(self._cached[0], key):
             encoded = self._cached[1]
         else:
             encoded = _corpus.encode(stream, self.vocab.key_to_index)
@@ -414,6 +415,12 @@ class Word2Vec:
         model.corpus_count = meta["corpus_count"]
         model.corpus_total_words = meta["corpus_total_words"]
         return model
+
+
+def _same_source(a, b):
+    if a[0] == "iterable" or b[0] == "iterable":
+        return a[0] == b[0] and a[1] is b[1]
+    return a == b
 
 
 def _call(callbacks, method, model):
