@@ -99,7 +99,7 @@ def main(argv=None):
     targets = [
         ["lookup >= PyTorch speed", fmt(s_torch, suffix="x"),
          "n/a" if s_torch is None else verdict(s_torch >= 1.0)],
-        ["lookup >= 60% of copy bandwidth", fmt(100 * look_frac, ".0f", suffix="%"),
+        ["lookup >= 60% of copy bandwidth", fmt(100 * look_frac, ".1f", suffix="%"),
          verdict(look_frac >= 0.6)],
         ["coalesce >= 5x np.add.at (N, dim)", fmt(s_addat, suffix="x"), verdict(s_addat >= 5)],
         ["coalesce >= 5x np.unique + np.add.at", fmt(s_uniq, suffix="x"), verdict(s_uniq >= 5)],

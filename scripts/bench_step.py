@@ -101,7 +101,7 @@ def compare(torch, ids, g, rounds, markdown):
         if name in goals:
             targets.append([f"{name} >= {goals[name]}x PyTorch", fmt(speedup, suffix="x"),
                             "n/a" if speedup is None else verdict(speedup >= goals[name])])
-        targets.append([f"{name} >= 50% of floor", fmt(100 * floor_s / ours, ".0f", suffix="%"),
+        targets.append([f"{name} >= 50% of floor", fmt(100 * floor_s / ours, ".1f", suffix="%"),
                         verdict(floor_s / ours >= 0.5)])
     head = ["optimizer", "sparsemb ms", "torch ms", "speedup", "floor MB", "floor ms",
             "sparsemb of floor", "torch of floor"]
