@@ -151,7 +151,8 @@ def _train(args, parser):
         model.wv.save_word2vec_format(args.output, binary=kind == "binary")
     if not args.quiet:
         print(f"wrote {len(model.wv)} vectors of dimension {model.vector_size} to {args.output} "
-              f"(last epoch loss {model.get_latest_training_loss():.4f})")
+              f"(last epoch loss {model.get_latest_training_loss():.4f}; trained on {model.train_words} words "
+              f"in {model.train_seconds:.2f} s, {model.train_words / model.train_seconds:.0f} words/s)")
 
 
 def _similar(args, parser):

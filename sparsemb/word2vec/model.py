@@ -133,6 +133,10 @@ class Word2Vec:
         Mean loss per predicted example for every epoch trained so far.
     effective_words : int
         Tokens that survived subsampling in the last epoch.
+    train_seconds : float
+        Wall time of the last :meth:`train` call (training only: the corpus was read before).
+    train_words : int
+        Corpus tokens (in the vocabulary) trained on by that call, over all its epochs.
     """
 
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, window=5, min_count=5, sg=0,
@@ -177,6 +181,8 @@ class Word2Vec:
         self.syn1neg = None
         self.epoch_losses = []
         self.effective_words = 0
+        self.train_seconds = 0.0
+        self.train_words = 0
         self.corpus_count = 0
         self.corpus_total_words = 0
         self._cached = None
@@ -295,6 +301,7 @@ class Word2Vec:
         tables = self._tables()
         total = encoded.n_tokens * epochs
         done = 0
+        started = time.perf_counter()
         _call(callbacks, "on_train_begin", self)
         bar = tqdm(total=total, unit="word", unit_scale=True, disable=quiet, file=sys.stderr,
                    dynamic_ncols=True, desc="training")
@@ -323,6 +330,10 @@ class Word2Vec:
         finally:
             bar.close()
             self.wv.fill_norms(force=True)
+        self.train_seconds = time.perf_counter() - started
+        self.train_words = total
+        logger.info("trained on %d words in %.2f s, %.0f words/s", total, self.train_seconds,
+                    total / self.train_seconds)
         _call(callbacks, "on_train_end", self)
         return self.epoch_losses[-1]
 
