@@ -12,10 +12,7 @@ _EMPTY_I64 = np.empty(0, dtype=np.int64)
 class SparseRows:
     """A row-sparse gradient: ``values[u]`` is the gradient of row ``indices[u]``; other rows are 0.
 
-    Always coalesced: ``indices`` are sorted, unique int64. A gradient produced by ``backward`` is
-    kept in segment form (the occurrences of each row, not yet summed) until ``values`` is first
-    read, so that an optimizer can sum and apply each row in one fused pass (see
-    :mod:`sparsemb.optim`).
+    Always coalesced: ``indices`` are sorted, unique int64.
 
     Parameters
     ----------
@@ -24,7 +21,7 @@ class SparseRows:
     num_rows : int
     """
 
-    __slots__ = ("indices", "num_rows", "_values", "_segment")
+    __slots__ = ("indices", "values", "num_rows")
 
     def __init__(self, indices, values, num_rows: int):
         indices = np.asarray(indices, dtype=np.int64)
@@ -37,62 +34,28 @@ class SparseRows:
                              or indices[-1] >= num_rows):
             raise ValueError(f"indices must be sorted, unique and in [0, {num_rows})")
         self.indices = indices
+        self.values = values
         self.num_rows = int(num_rows)
-        self._values = values
-        self._segment = None
-
-    @classmethod
-    def _from_segments(cls, num_rows, dim, indices, order, starts, src, coef, grad):
-        """A gradient whose row ``indices[u]`` is ``sum coef[i] * grad[src[i]]`` over
-        ``i in order[starts[u]:starts[u+1]]`` (empty src/coef: identity/ones)."""
-        self = cls.__new__(cls)
-        self.indices = indices
-        self.num_rows = int(num_rows)
-        self._values = None
-        self._segment = (order, starts, src, coef, grad, dim)
-        return self
-
-    @property
-    def values(self) -> np.ndarray:
-        if self._values is None:
-            order, starts, src, coef, grad, dim = self._segment
-            self._values = np.empty((self.indices.size, dim), dtype=grad.dtype)
-            K.segment_sum(order, starts, src, coef, grad, self._values)
-            self._segment = None
-        return self._values
-
-    def segment_form(self):
-        """``(indices, order, starts, src, coef, grad)`` for the fused optimizer kernels."""
-        if self._segment is not None:
-            order, starts, src, coef, grad, _ = self._segment
-            return self.indices, order, starts, src, coef, grad
-        values = self._values
-        starts = np.arange(self.indices.size + 1, dtype=np.int64)
-        return (self.indices, _EMPTY_I64, starts, _EMPTY_I64, np.empty(0, values.dtype), values)
 
     @property
     def shape(self):
-        return (self.num_rows, self.dim)
-
-    @property
-    def dim(self) -> int:
-        return self._segment[5] if self._segment is not None else self._values.shape[1]
+        return (self.num_rows, self.values.shape[1])
 
     @property
     def dtype(self):
-        return self._segment[4].dtype if self._segment is not None else self._values.dtype
+        return self.values.dtype
 
     def to_dense(self) -> np.ndarray:
         """The full ``(num_rows, dim)`` gradient (allocates the whole table: for tests and small
         tables)."""
-        out = np.zeros((self.num_rows, self.dim), dtype=self.dtype)
+        out = np.zeros(self.shape, dtype=self.dtype)
         out[self.indices] = self.values  # indices are unique, so plain assignment is exact
         return out
 
     def __add__(self, other: "SparseRows") -> "SparseRows":
         if not isinstance(other, SparseRows):
             return NotImplemented
-        if other.num_rows != self.num_rows or other.dim != self.dim:
+        if other.shape != self.shape:
             raise ValueError(f"cannot add gradients of shapes {self.shape} and {other.shape}")
         idx, val = K.coalesce(np.concatenate([self.indices, other.indices]),
                               np.concatenate([self.values, other.values]))
@@ -165,19 +128,41 @@ class _Table:
         if self.max_norm is not None and flat.size:
             K.embedding.renorm(self.weight, np.unique(flat), self.max_norm, self.norm_type)
 
-    def _accumulate(self, g: SparseRows) -> SparseRows:
+    def backward(self, grad_out):
+        """Gradient of the last ``forward`` with respect to ``weight``, given ``dL/d(output)``.
+
+        Returns the coalesced :class:`SparseRows` (padding row left out) and adds it into
+        ``self.grad``; ``None`` for a frozen layer. For the fastest training step, an optimizer's
+        ``backward_step(layer, grad_out)`` fuses this with the update.
+        """
+        seg = self._gradient_segments(grad_out)
+        if seg is None:
+            return None
+        indices, order, starts, src, coef, rows = seg
+        values = np.empty((indices.size, self.embedding_dim), dtype=rows.dtype)
+        K.segment_sum(order, starts, src, coef, rows, values)
+        g = SparseRows(indices, values, self.num_embeddings)
         self.grad = g if self.grad is None else self.grad + g
         return g
 
-    def _check_grad_out(self, grad_out, expected):
+    def _gradient_segments(self, grad_out):
+        """The gradient of the last forward in segment form, ``(indices, order, starts, src, coef,
+        rows)`` (see :mod:`sparsemb.kernels.embedding`), or None for a frozen layer."""
+        if self._saved is None:
+            raise RuntimeError("backward called before forward")
+        g = self._check_grad_out(grad_out)
+        if not self.requires_grad:
+            return None
+        return self._segments(g)
+
+    def _check_grad_out(self, grad_out):
         g = np.asarray(grad_out)
+        expected = self._output_shape()
         if g.shape != expected:
             raise ValueError(f"grad_out has shape {g.shape}, expected {expected}")
         if g.dtype.kind != "f":
             raise TypeError(f"grad_out must be floating point, got dtype {g.dtype}")
-        # A copy, as autograd would have consumed it: the gradient is summed later (in step() or on
-        # reading .values), and a caller reusing its buffer must not change it in between.
-        return np.array(g, dtype=self.weight.dtype, order="C", copy=True)
+        return np.ascontiguousarray(g, dtype=self.weight.dtype)
 
     def _skip(self):
         return -1 if self.padding_idx is None else self.padding_idx
@@ -238,28 +223,18 @@ class Embedding(_Table):
 
     __call__ = forward
 
-    def backward(self, grad_out):
-        """Gradient of the last ``forward`` with respect to ``weight``, given ``dL/d(output)``.
+    def _output_shape(self):
+        return self._saved.shape + (self.embedding_dim,)
 
-        Returns the coalesced :class:`SparseRows` (padding row left out) and adds it into
-        ``self.grad``; ``None`` for a frozen layer.
-        """
-        if self._saved is None:
-            raise RuntimeError("backward called before forward")
-        idx = self._saved
-        g = self._check_grad_out(grad_out, idx.shape + (self.embedding_dim,))
-        if not self.requires_grad:
-            return None
-        flat = idx.reshape(-1)
+    def _segments(self, g):
+        flat = self._saved.reshape(-1)
         g = g.reshape(flat.size, self.embedding_dim)
         indices, order, starts = K.segments(flat, self._skip())
         coef = np.empty(0, dtype=g.dtype)
         if self.scale_grad_by_freq:
             counts = K.embedding.occurrence_counts(starts, order, flat.size)
             coef = (1.0 / np.maximum(counts, 1)).astype(g.dtype)
-        grad = SparseRows._from_segments(self.num_embeddings, self.embedding_dim, indices, order,
-                                         starts, _EMPTY_I64, coef, g)
-        return self._accumulate(grad)
+        return indices, order, starts, _EMPTY_I64, coef, g
 
     def __repr__(self):
         return f"Embedding({self.num_embeddings}, {self.embedding_dim}, dtype={self.weight.dtype})"
@@ -365,21 +340,17 @@ class EmbeddingBag(_Table):
 
     __call__ = forward
 
-    def backward(self, grad_out):
-        """Gradient of the last ``forward`` with respect to ``weight`` as coalesced SparseRows
-        (added into ``self.grad``); ``None`` for a frozen layer."""
-        if self._saved is None:
-            raise RuntimeError("backward called before forward")
+    def _output_shape(self):
+        return (self._saved[1].size - 1, self.embedding_dim)
+
+    def _segments(self, g):
         flat, starts, psw, counts, argmax = self._saved
-        g = self._check_grad_out(grad_out, (starts.size - 1, self.embedding_dim))
-        if not self.requires_grad:
-            return None
         indices, order, starts_u = K.segments(flat, self._skip())
         mode = _MODES[self.mode]
         if mode == B.MAX:
-            occ = np.zeros((flat.size, self.embedding_dim), dtype=g.dtype)
-            B.bag_max_scatter(argmax, g, occ)
-            src, coef, rows = _EMPTY_I64, np.empty(0, dtype=g.dtype), occ
+            rows = np.zeros((flat.size, self.embedding_dim), dtype=g.dtype)
+            B.bag_max_scatter(argmax, g, rows)
+            src, coef = _EMPTY_I64, np.empty(0, dtype=g.dtype)
         else:
             coef = np.empty(flat.size, dtype=g.dtype)
             src = np.empty(flat.size, dtype=np.int64)
@@ -388,9 +359,7 @@ class EmbeddingBag(_Table):
         if self.scale_grad_by_freq:
             freq = K.embedding.occurrence_counts(starts_u, order, flat.size)
             coef = coef / np.maximum(freq, 1).astype(g.dtype)
-        grad = SparseRows._from_segments(self.num_embeddings, self.embedding_dim, indices, order,
-                                         starts_u, src, coef, rows)
-        return self._accumulate(grad)
+        return indices, order, starts_u, src, coef, rows
 
     def __repr__(self):
         return (f"EmbeddingBag({self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}, "

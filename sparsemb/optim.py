@@ -3,11 +3,15 @@
 A step touches only the rows in each layer's coalesced gradient: every other row of the weight and
 of the optimizer state stays bit-identical, and a step costs O(batch × dim) whatever the table size.
 
-Fusion: ``layer.backward`` returns a :class:`~sparsemb.nn.SparseRows` that has grouped the ids but
-not yet summed the gradient rows. ``step()`` hands that segment form to one kernel per optimizer that
-sums each row's occurrences into a per-thread buffer and updates the weight and state right away, so
-the gradient is never materialized beyond one row per thread. Reading ``grad.values`` first (or
-accumulating two backward passes) materializes it; ``step()`` then works from the summed rows.
+Two ways to train:
+
+- PyTorch's loop, ``opt.zero_grad(); out = layer(ids); layer.backward(g); opt.step()``: ``backward``
+  sums the rows of each id into a :class:`~sparsemb.nn.SparseRows` (kept in ``layer.grad``) and
+  ``step()`` applies it.
+- Fused, ``out = layer(ids); opt.backward_step(layer, g)``: one kernel per optimizer goes from the
+  ids and ``g`` straight to updated rows and state. Each unique row's occurrences are summed into a
+  per-thread buffer and applied at once (FBGEMM's "exact" fused optimizers), so no gradient is
+  materialized, not even the per-row sums. Same result, bit for bit; fewer bytes moved.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import numpy as np
 
 from .kernels import optim as K
 from .nn import _Table
+
+_EMPTY_I64 = np.empty(0, dtype=np.int64)
 
 
 class Optimizer:
@@ -57,14 +63,40 @@ class Optimizer:
 
     def step(self):
         """Apply one update to each layer that has a gradient (a no-op for layers without)."""
-        group = self._group
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            state = self.state[id(p)]
-            state["step"] += 1
-            dt = p.weight.dtype.type
-            self._update(p.weight, state, group, dt, *p.grad.segment_form())
+        for p in self._group["params"]:
+            g = p.grad
+            if g is not None:
+                # Already summed: every row is a segment of one occurrence, itself.
+                starts = np.arange(g.indices.size + 1, dtype=np.int64)
+                self._apply(p, (g.indices, _EMPTY_I64, starts, _EMPTY_I64, np.empty(0, g.dtype),
+                                g.values))
+
+    def backward_step(self, layer, grad_out):
+        """``layer.backward(grad_out)`` and this optimizer's update of ``layer``, fused in one kernel.
+
+        Equivalent, bit for bit, to ``layer.backward(grad_out); opt.step()`` for a layer with no
+        accumulated gradient, but the gradient is never stored (``layer.grad`` stays None).
+
+        Raises
+        ------
+        ValueError
+            If ``layer`` is not one of this optimizer's parameters, or ``grad_out`` has the wrong shape.
+        RuntimeError
+            If ``layer`` has an accumulated gradient (call ``step()`` or ``zero_grad()`` first), or
+            before the layer's first forward.
+        """
+        if id(layer) not in self.state:
+            raise ValueError(f"{layer!r} is not a parameter of this optimizer")
+        if layer.grad is not None:
+            raise RuntimeError("layer has an accumulated gradient: call step() or zero_grad() first")
+        seg = layer._gradient_segments(grad_out)
+        if seg is not None:
+            self._apply(layer, seg)
+
+    def _apply(self, layer, seg):
+        state = self.state[id(layer)]
+        state["step"] += 1
+        self._update(layer.weight, state, self._group, layer.weight.dtype.type, *seg)
 
     def state_dict(self) -> dict:
         """Copies of the state (keyed by parameter position) and of the hyper-parameters."""

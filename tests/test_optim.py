@@ -111,20 +111,43 @@ def test_untouched_rows_and_state_stay_bit_identical(opt_cls, dense, kw):
 
 
 @pytest.mark.parametrize("opt_cls,dense,kw", CASES)
-def test_fused_step_equals_step_on_materialized_gradient(opt_cls, dense, kw):
+@pytest.mark.parametrize("layer", ["embedding", "bag_mean", "bag_max"])
+def test_fused_backward_step_equals_backward_then_step(opt_cls, dense, kw, layer):
     results = []
-    for materialize in (False, True):
-        emb = sm.Embedding(N, DIM, seed=7)
+    for fused in (False, True):
+        if layer == "embedding":
+            emb = sm.Embedding(N, DIM, seed=7, padding_idx=2, scale_grad_by_freq=True)
+        else:
+            emb = sm.EmbeddingBag(N, DIM, mode=layer[4:], seed=7)
         opt = opt_cls([emb], **kw)
         for t, ids in enumerate(BATCHES, start=1):
-            opt.zero_grad()
-            emb(ids)
-            g = emb.backward(_upstream(t, ids, np.float32))
-            if materialize:
-                g.values  # noqa: B018 - reading values sums the rows before step()
-            opt.step()
+            if layer == "embedding":
+                out = emb(ids)
+            else:
+                out = emb(ids, np.array([0, 1]))
+            g = np.random.default_rng(t).standard_normal(out.shape).astype(np.float32)
+            if fused:
+                opt.backward_step(emb, g)
+                assert emb.grad is None
+            else:
+                opt.zero_grad()
+                emb.backward(g)
+                opt.step()
         results.append(emb.weight.tobytes())
     assert results[0] == results[1]
+
+
+def test_backward_step_checks_its_layer():
+    emb, other = sm.Embedding(4, 2, seed=0), sm.Embedding(4, 2, seed=1)
+    opt = sm.optim.SGD([emb], lr=0.1)
+    with pytest.raises(ValueError, match="not a parameter"):
+        opt.backward_step(other, np.ones((1, 2)))
+    with pytest.raises(RuntimeError, match="before forward"):
+        opt.backward_step(emb, np.ones((1, 2)))
+    emb(np.array([1]))
+    emb.backward(np.ones((1, 2)))
+    with pytest.raises(RuntimeError, match="accumulated"):
+        opt.backward_step(emb, np.ones((1, 2)))
 
 
 @pytest.mark.parametrize("opt_cls,dense,kw", CASES)
