@@ -6,15 +6,14 @@ uniform ``b`` per centre word, negatives drawn from counts**ns_exponent, a preco
 [-6, 6] and no update for a score outside it. Negatives come from a Walker alias table (one random
 draw, two loads in a table of vocabulary size) instead of gensim's binary search.
 
-Threads (Hogwild): :func:`train_chunk` gives each thread its own stretch of sentences and its own
-random state; all threads update the shared tables without locks, as the C tool and gensim do. With
-one stretch the result is a pure function of the inputs, so a seed reproduces a run bit for bit.
+Threads (Hogwild): :func:`train_stretch` trains one stretch of sentences with one random state and
+releases the GIL, so the trainer runs one call per thread, each on its own stretch, all updating the
+shared tables without locks, as the C tool and gensim do. With one thread the result is a pure
+function of the inputs, so a seed reproduces a run bit for bit.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
-
 from .._config import jit
 from .optim import adagrad_row_update
 
@@ -130,10 +129,11 @@ def alias_table(weights):
 
 
 @jit(inline="always", fastmath=True)
-def _score(h, syn1, target):
+def _dot(a, ra, b, rb):
+    """``a[ra] . b[rb]`` in float32."""
     f = np.float32(0.0)
-    for d in range(h.shape[0]):
-        f += h[d] * syn1[target, d]
+    for d in range(a.shape[1]):
+        f += a[ra, d] * b[rb, d]
     return f
 
 
@@ -148,17 +148,17 @@ def _log_loss(z, logsig):
 
 
 @jit(inline="always", fastmath=True)
-def _output_layer(h, center, syn1, acc1, neg_prob, neg_alias, negative, alpha, eps, adagrad,
-                  sigmoid, logsig, grad_h, buf, state):
-    """Score hidden vector ``h`` against ``center`` (label 1) and ``negative`` sampled words (label 0).
+def _output_layer(h, hrow, center, syn1, acc1, neg_prob, neg_alias, negative, alpha, eps, adagrad,
+                  sigmoid, logsig, work, state):
+    """Score hidden vector ``h[hrow]`` against ``center`` (label 1) and ``negative`` sampled words (label 0).
 
-    Updates each output row in place (SGD, or lazy Adagrad on that row) and leaves in ``grad_h`` the
-    step for the input side: ``+alpha * sum(err * syn1[t])`` for SGD, the raw gradient for Adagrad.
-    Returns the loss of this example and the generator state.
+    Updates each output row in place (SGD, or lazy Adagrad on that row) and leaves in ``work[1]`` the
+    step for the input side: ``+alpha * sum(err * syn1[t])`` for SGD, the raw gradient for Adagrad
+    (``work[2]`` is scratch). Returns the loss of this example and the generator state.
     """
-    dim = h.shape[0]
+    dim = syn1.shape[1]
     for d in range(dim):
-        grad_h[d] = 0.0
+        work[1, d] = 0.0
     loss = 0.0
     for k in range(negative + 1):
         if k == 0:
@@ -169,7 +169,7 @@ def _output_layer(h, center, syn1, acc1, neg_prob, neg_alias, negative, alpha, e
             if target == center:
                 continue
             label = np.float32(0.0)
-        f = _score(h, syn1, target)
+        f = _dot(h, hrow, syn1, target)
         loss += _log_loss(f if k == 0 else -f, logsig)
         # Like gensim: a score this far out gives a vanishing gradient, so the pair is skipped.
         if f <= -MAX_EXP or f >= MAX_EXP:
@@ -177,32 +177,32 @@ def _output_layer(h, center, syn1, acc1, neg_prob, neg_alias, negative, alpha, e
         err = label - sigmoid[int((f + MAX_EXP) * _SCALE)]
         if adagrad:
             for d in range(dim):
-                grad_h[d] -= err * syn1[target, d]
-                buf[d] = -err * h[d]
-            adagrad_row_update(syn1, acc1, target, buf, alpha, eps)
+                work[1, d] -= err * syn1[target, d]
+                work[2, d] = -err * h[hrow, d]
+            adagrad_row_update(syn1, acc1, target, work[2], alpha, eps)
         else:
             g = err * alpha
             for d in range(dim):
-                grad_h[d] += g * syn1[target, d]
-                syn1[target, d] += g * h[d]
+                work[1, d] += g * syn1[target, d]
+                syn1[target, d] += g * h[hrow, d]
     return loss, state
 
 
 @jit(inline="always", fastmath=True)
-def _input_step(syn0, acc0, row, step, scale, alpha, eps, adagrad, buf):
-    """Apply the input-side step ``scale * step`` to row ``row`` of ``syn0`` (SGD add, or Adagrad)."""
+def _input_step(syn0, acc0, row, scale, alpha, eps, adagrad, work):
+    """Apply the input-side step ``scale * work[1]`` to row ``row`` of ``syn0`` (SGD add, or Adagrad)."""
     if adagrad:
-        for d in range(step.shape[0]):
-            buf[d] = step[d] * scale
-        adagrad_row_update(syn0, acc0, row, buf, alpha, eps)
+        for d in range(syn0.shape[1]):
+            work[2, d] = work[1, d] * scale
+        adagrad_row_update(syn0, acc0, row, work[2], alpha, eps)
     else:
-        for d in range(step.shape[0]):
-            syn0[row, d] += step[d] * scale
+        for d in range(syn0.shape[1]):
+            syn0[row, d] += work[1, d] * scale
 
 
 @jit(inline="always", fastmath=True)
 def _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alias, negative, alpha,
-               eps, adagrad, sigmoid, logsig, grad_h, buf, state):
+               eps, adagrad, sigmoid, logsig, work, state):
     """Skip-gram around position ``i``: each context word's input vector predicts the centre word."""
     loss = 0.0
     pairs = 0
@@ -211,9 +211,9 @@ def _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alia
         if j == i:
             continue
         ctx = sent[j]
-        l, state = _output_layer(syn0[ctx], sent[i], syn1, acc1, neg_prob, neg_alias, negative, alpha,
-                                 eps, adagrad, sigmoid, logsig, grad_h, buf, state)
-        _input_step(syn0, acc0, ctx, grad_h, one, alpha, eps, adagrad, buf)
+        l, state = _output_layer(syn0, ctx, sent[i], syn1, acc1, neg_prob, neg_alias, negative, alpha,
+                                 eps, adagrad, sigmoid, logsig, work, state)
+        _input_step(syn0, acc0, ctx, one, alpha, eps, adagrad, work)
         loss += l
         pairs += 1
     return loss, pairs, state
@@ -221,40 +221,39 @@ def _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alia
 
 @jit(inline="always", fastmath=True)
 def _cbow_center(sent, n, i, b, window, cbow_mean, syn0, syn1, acc0, acc1, neg_prob, neg_alias,
-                 negative, alpha, eps, adagrad, sigmoid, logsig, neu1, grad_h, buf, state):
-    """CBOW at position ``i``: the (mean or sum of the) context vectors predict the centre word."""
+                 negative, alpha, eps, adagrad, sigmoid, logsig, work, state):
+    """CBOW at position ``i``: the (mean or sum of the) context vectors, in ``work[0]``, predict the centre."""
     lo = max(0, i - window + b)
     hi = min(n, i + window + 1 - b)
-    dim = neu1.shape[0]
+    dim = syn0.shape[1]
     for d in range(dim):
-        neu1[d] = 0.0
+        work[0, d] = 0.0
     count = 0
     for j in range(lo, hi):
         if j != i:
             count += 1
             for d in range(dim):
-                neu1[d] += syn0[sent[j], d]
+                work[0, d] += syn0[sent[j], d]
     if count == 0:
         return 0.0, 0, state
     inv = np.float32(1.0) / np.float32(count)
     if cbow_mean:
         for d in range(dim):
-            neu1[d] *= inv
-    loss, state = _output_layer(neu1, sent[i], syn1, acc1, neg_prob, neg_alias, negative, alpha, eps,
-                                adagrad, sigmoid, logsig, grad_h, buf, state)
+            work[0, d] *= inv
+    loss, state = _output_layer(work, 0, sent[i], syn1, acc1, neg_prob, neg_alias, negative, alpha, eps,
+                                adagrad, sigmoid, logsig, work, state)
     # gensim's choice: with a summed context the error is shared out, with a mean it is not.
     scale = np.float32(1.0) if cbow_mean else inv
     for j in range(lo, hi):
         if j != i:
-            _input_step(syn0, acc0, sent[j], grad_h, scale, alpha, eps, adagrad, buf)
+            _input_step(syn0, acc0, sent[j], scale, alpha, eps, adagrad, work)
     return loss, 1, state
 
 
-@jit(parallel=True, fastmath=True)
-def train_chunk(ids, starts, bounds, syn0, syn1, acc0, acc1, keep, neg_prob, neg_alias, sigmoid,
-                logsig, window, negative, sg, cbow_mean, adagrad, alpha0, alpha1, eps, rng,
-                out_loss, out_examples, out_words):
-    """Train on sentences ``bounds[0]:bounds[-1]`` of an encoded corpus, one stretch per thread.
+@jit(fastmath=True)
+def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_prob, neg_alias, sigmoid,
+                  logsig, window, negative, sg, cbow_mean, adagrad, alpha0, alpha1, eps, state):
+    """Train on sentences ``s_lo:s_hi`` of an encoded corpus (one thread's stretch; releases the GIL).
 
     Parameters
     ----------
@@ -262,10 +261,10 @@ def train_chunk(ids, starts, bounds, syn0, syn1, acc0, acc1, keep, neg_prob, neg
         Word ids, sentences concatenated.
     starts : ndarray of int64, shape (n_sentences + 1,)
         Sentence ``s`` is ``ids[starts[s]:starts[s+1]]``; at most 10000 tokens.
-    bounds : ndarray of int64, shape (T + 1,)
-        Thread ``t`` trains sentences ``bounds[t]:bounds[t+1]``.
+    s_lo, s_hi : int
+        The sentences to train on.
     syn0, syn1 : ndarray of float32, shape (V, dim)
-        Input and output tables, updated in place (Hogwild across threads).
+        Input and output tables, updated in place (Hogwild when several threads run at once).
     acc0, acc1 : ndarray, shape (V, dim) or (0, dim)
         Adagrad accumulators (used only when ``adagrad``).
     keep : ndarray of int64, shape (V,)
@@ -277,55 +276,50 @@ def train_chunk(ids, starts, bounds, syn0, syn1, acc0, acc1, keep, neg_prob, neg
     window, negative : int
     sg, cbow_mean, adagrad : bool
     alpha0, alpha1 : float32
-        Learning rate at the start and end of every stretch (linear in between).
+        Learning rate at the start and end of the stretch (linear in between, per sentence).
     eps : float32
         Adagrad's epsilon.
-    rng : ndarray of uint64, shape (T,)
-        Per-thread generator states, advanced in place.
-    out_loss : ndarray of float64, shape (T,)
-        Per-thread loss sums (written).
-    out_examples, out_words : ndarray of int64, shape (T,)
-        Per-thread counts of predicted examples and of tokens kept by subsampling (written).
+    state : uint64
+        The thread's generator state (48 bits).
+
+    Returns
+    -------
+    state : uint64
+        The advanced generator state.
+    loss : float
+        Sum of the examples' losses, in float64.
+    examples : int
+        Predicted examples (skip-gram pairs, CBOW centre words).
+    words : int
+        Tokens kept by subsampling.
     """
-    dim = syn0.shape[1]
-    for t in prange(bounds.shape[0] - 1):
-        s_lo = bounds[t]
-        s_hi = bounds[t + 1]
-        first = starts[s_lo]
-        span = max(starts[s_hi] - first, 1)
-        sent = np.empty(10000, dtype=np.int32)
-        neu1 = np.empty(dim, dtype=syn0.dtype)
-        grad_h = np.empty(dim, dtype=syn0.dtype)
-        buf = np.empty(dim, dtype=syn0.dtype)
-        state = rng[t]
-        loss = 0.0
-        examples = 0
-        words = 0
-        for s in range(s_lo, s_hi):
-            alpha = alpha0 + (alpha1 - alpha0) * np.float32((starts[s] - first) / span)
-            n = 0
-            for k in range(starts[s], starts[s + 1]):
-                w = ids[k]
-                state, r = _rand32(state)
-                # Like gensim, words past the buffer are dropped (the corpus reader never makes them).
-                if r <= keep[w] and n < sent.shape[0]:
-                    sent[n] = w
-                    n += 1
-            words += n
-            for i in range(n):
-                state, r = _rand32(state)
-                b = r % window
-                if sg:
-                    l, c, state = _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob,
-                                             neg_alias, negative, alpha, eps, adagrad, sigmoid, logsig,
-                                             grad_h, buf, state)
-                else:
-                    l, c, state = _cbow_center(sent, n, i, b, window, cbow_mean, syn0, syn1, acc0, acc1,
-                                               neg_prob, neg_alias, negative, alpha, eps, adagrad,
-                                               sigmoid, logsig, neu1, grad_h, buf, state)
-                loss += l
-                examples += c
-        rng[t] = state
-        out_loss[t] = loss
-        out_examples[t] = examples
-        out_words[t] = words
+    first = starts[s_lo]
+    span = max(starts[s_hi] - first, 1)
+    sent = np.empty(10000, dtype=np.int32)
+    work = np.empty((3, syn0.shape[1]), dtype=syn0.dtype)
+    loss = 0.0
+    examples = 0
+    words = 0
+    for s in range(s_lo, s_hi):
+        alpha = alpha0 + (alpha1 - alpha0) * np.float32((starts[s] - first) / span)
+        n = 0
+        for k in range(starts[s], starts[s + 1]):
+            w = ids[k]
+            state, r = _rand32(state)
+            # Like gensim, words past the buffer are dropped (the corpus reader never makes them).
+            if r <= keep[w] and n < sent.shape[0]:
+                sent[n] = w
+                n += 1
+        words += n
+        for i in range(n):
+            state, r = _rand32(state)
+            b = r % window
+            if sg:
+                l, c, state = _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alias,
+                                         negative, alpha, eps, adagrad, sigmoid, logsig, work, state)
+            else:
+                l, c, state = _cbow_center(sent, n, i, b, window, cbow_mean, syn0, syn1, acc0, acc1, neg_prob,
+                                           neg_alias, negative, alpha, eps, adagrad, sigmoid, logsig, work, state)
+            loss += l
+            examples += c
+    return state, loss, examples, words

@@ -2,7 +2,8 @@
 
 Parameter names and defaults are gensim 4's, so code ports by changing an import. The epoch loop, the
 learning-rate schedule, the progress bar and callbacks live here; each call into
-:func:`sparsemb.kernels.word2vec.train_chunk` trains about a million tokens on all threads at once.
+:func:`sparsemb.kernels.word2vec.train_stretch` trains a piece of one thread's stretch of the corpus,
+with the GIL released, so one Python thread per worker runs them in parallel.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import zipfile
 from numbers import Integral
@@ -25,9 +27,9 @@ from .vocab import Vocabulary, count_words, select
 
 logger = logging.getLogger(__name__)
 
-#: Tokens per kernel call: big enough that thread start-up is noise, small enough for a lively
-#: progress bar and a smooth learning-rate schedule.
-CHUNK_TOKENS = 1 << 20
+#: Tokens per kernel call of one thread: big enough that the call's overhead is noise, small enough
+#: for a lively progress bar and a smooth learning-rate schedule.
+PIECE_TOKENS = 1 << 18
 
 _OPTIMIZERS = ("sgd", "adagrad")
 _PARAMS = ("vector_size", "window", "min_count", "sg", "negative", "sample", "alpha", "min_alpha", "epochs",
@@ -297,36 +299,31 @@ class Word2Vec:
             raise ValueError("no word of the corpus is in the vocabulary; nothing to train on")
         if self.rng_state.shape[0] != self.workers:
             self.rng_state = _seed_states(self.seed, self.workers)
-        chunks = self._chunks(encoded)
+        plan = _plan(encoded.starts, self.workers)
         tables = self._tables()
         total = encoded.n_tokens * epochs
-        done = 0
         started = time.perf_counter()
         _call(callbacks, "on_train_begin", self)
         bar = tqdm(total=total, unit="word", unit_scale=True, disable=quiet, file=sys.stderr,
                    dynamic_ncols=True, desc="training")
         try:
-            with _config.num_threads(self.workers):
-                for epoch in range(epochs):
-                    _call(callbacks, "on_epoch_begin", self)
-                    t0 = time.perf_counter()
-                    loss, examples, kept = 0.0, 0, 0
-                    for bounds, n_tok in chunks:
-                        a0 = start_alpha - (start_alpha - end_alpha) * done / total
-                        a1 = start_alpha - (start_alpha - end_alpha) * (done + n_tok) / total
-                        l, e, w = self._run(encoded, bounds, tables, max(a0, end_alpha), max(a1, end_alpha))
-                        loss += l
-                        examples += e
-                        kept += w
-                        done += n_tok
-                        bar.update(n_tok)
-                        bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss / max(examples, 1):.4f}")
-                    self.epoch_losses.append(loss / max(examples, 1))
-                    self.effective_words = kept
-                    logger.info("epoch %d: loss %.4f, %d of %d words kept by subsampling, %.0f words/s",
-                                epoch + 1, self.epoch_losses[-1], kept, encoded.n_tokens,
-                                encoded.n_tokens / (time.perf_counter() - t0))
-                    _call(callbacks, "on_epoch_end", self)
+            for epoch in range(epochs):
+                _call(callbacks, "on_epoch_begin", self)
+                t0 = time.perf_counter()
+
+                def schedule(fraction, epoch=epoch):
+                    # Linear over all epochs; ``fraction`` is how far a thread is through its stretch.
+                    a = start_alpha - (start_alpha - end_alpha) * (epoch + fraction) / epochs
+                    return np.float32(max(a, end_alpha))
+
+                bar.set_postfix(epoch=f"{epoch + 1}/{epochs}")
+                loss, examples, kept = self._epoch(encoded, plan, tables, schedule, bar)
+                self.epoch_losses.append(loss / max(examples, 1))
+                self.effective_words = kept
+                logger.info("epoch %d: loss %.4f, %d of %d words kept by subsampling, %.0f words/s",
+                            epoch + 1, self.epoch_losses[-1], kept, encoded.n_tokens,
+                            encoded.n_tokens / (time.perf_counter() - t0))
+                _call(callbacks, "on_epoch_end", self)
         finally:
             bar.close()
             self.wv.fill_norms(force=True)
@@ -337,39 +334,66 @@ class Word2Vec:
         _call(callbacks, "on_train_end", self)
         return self.epoch_losses[-1]
 
-    def _chunks(self, encoded):
-        """Split the corpus into kernel calls of about CHUNK_TOKENS, each cut into one stretch per thread."""
-        starts = encoded.starts
-        out = []
-        lo = 0
-        n_sent = encoded.n_sentences
-        while lo < n_sent:
-            hi = max(int(np.searchsorted(starts, starts[lo] + CHUNK_TOKENS, side="right")) - 1, lo + 1)
-            hi = min(hi, n_sent)
-            cuts = np.linspace(starts[lo], starts[hi], self.workers + 1)
-            bounds = np.searchsorted(starts[lo : hi + 1], cuts).astype(np.int64) + lo
-            bounds[0], bounds[-1] = lo, hi
-            out.append((bounds, int(starts[hi] - starts[lo])))
-            lo = hi
-        return out
-
     def _tables(self):
         neg_prob, neg_alias = self.vocab.noise_table(self.ns_exponent)
         sigmoid, logsig = _k.sigmoid_tables(np.float32)
         return dict(keep=self.vocab.keep_thresholds(self.sample), neg_prob=neg_prob, neg_alias=neg_alias,
                     sigmoid=sigmoid, logsig=logsig)
 
-    def _run(self, encoded, bounds, tables, alpha0, alpha1):
-        n = bounds.shape[0] - 1
-        loss = np.zeros(n, dtype=np.float64)
-        examples = np.zeros(n, dtype=np.int64)
-        words = np.zeros(n, dtype=np.int64)
-        _k.train_chunk(encoded.ids, encoded.starts, bounds, self.wv.vectors, self.syn1neg, self.accum0,
-                       self.accum1, tables["keep"], tables["neg_prob"], tables["neg_alias"],
-                       tables["sigmoid"], tables["logsig"], self.window, self.negative, bool(self.sg),
-                       bool(self.cbow_mean), self.optimizer == "adagrad", np.float32(alpha0),
-                       np.float32(alpha1), np.float32(self.adagrad_eps), self.rng_state, loss, examples, words)
-        return float(loss.sum()), int(examples.sum()), int(words.sum())
+    def _epoch(self, encoded, plan, tables, schedule, bar):
+        """One epoch: thread ``t`` trains the pieces ``plan[t]`` in order; return (loss, examples, kept).
+
+        The kernel releases the GIL, so the threads run in parallel while this thread only moves the
+        progress bar. Ctrl-C stops every thread after its current piece.
+        """
+        n = len(plan)
+        totals = np.zeros((n, 4))  # per thread: tokens done, loss, examples, kept (float64: exact here)
+        errors = []
+        stop = threading.Event()
+
+        def work(t):
+            try:
+                size = max(sum(piece[2] for piece in plan[t]), 1)
+                state = self.rng_state[t]
+                for lo, hi, n_tok in plan[t]:
+                    if stop.is_set():
+                        return
+                    done = totals[t, 0]
+                    state, loss, examples, kept = self._call_kernel(
+                        encoded, lo, hi, tables, schedule(done / size), schedule((done + n_tok) / size), state)
+                    state = np.uint64(state)
+                    totals[t] += (n_tok, loss, examples, kept)
+                self.rng_state[t] = state
+            except BaseException as err:  # re-raised in the calling thread
+                errors.append(err)
+                stop.set()
+
+        threads = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(n)]
+        shown = 0
+        try:
+            for th in threads:
+                th.start()
+            for th in threads:
+                while th.is_alive():
+                    th.join(0.1)
+                    done = int(totals[:, 0].sum())
+                    bar.update(done - shown)
+                    shown = done
+        except BaseException:
+            stop.set()
+            for th in threads:
+                th.join()
+            raise
+        if errors:
+            raise errors[0]
+        return float(totals[:, 1].sum()), int(totals[:, 2].sum()), int(totals[:, 3].sum())
+
+    def _call_kernel(self, encoded, lo, hi, tables, alpha0, alpha1, state):
+        return _k.train_stretch(encoded.ids, encoded.starts, lo, hi, self.wv.vectors, self.syn1neg, self.accum0,
+                                self.accum1, tables["keep"], tables["neg_prob"], tables["neg_alias"],
+                                tables["sigmoid"], tables["logsig"], self.window, self.negative, bool(self.sg),
+                                bool(self.cbow_mean), self.optimizer == "adagrad", alpha0, alpha1,
+                                np.float32(self.adagrad_eps), state)
 
     def get_latest_training_loss(self) -> float:
         """Mean loss per predicted example (``-log sigmoid`` of the true word plus the noise words) of
@@ -426,6 +450,25 @@ class Word2Vec:
         model.corpus_count = meta["corpus_count"]
         model.corpus_total_words = meta["corpus_total_words"]
         return model
+
+
+def _plan(starts, workers):
+    """Cut sentences into one stretch per thread (about equal tokens), each into pieces of about
+    PIECE_TOKENS tokens; return, per thread, a list of (first sentence, end sentence, tokens)."""
+    n_sent = starts.shape[0] - 1
+    bounds = np.searchsorted(starts, np.linspace(starts[0], starts[-1], workers + 1)).astype(np.int64)
+    bounds[0], bounds[-1] = 0, n_sent
+    plan = []
+    for t in range(workers):
+        pieces = []
+        lo, end = int(bounds[t]), int(max(bounds[t + 1], bounds[t]))
+        while lo < end:
+            hi = int(np.searchsorted(starts, starts[lo] + PIECE_TOKENS, side="right")) - 1
+            hi = min(max(hi, lo + 1), end)
+            pieces.append((lo, hi, int(starts[hi] - starts[lo])))
+            lo = hi
+        plan.append(pieces)
+    return plan
 
 
 def _same_source(a, b):
