@@ -252,7 +252,7 @@ def _cbow_center(sent, n, i, b, window, cbow_mean, syn0, syn1, acc0, acc1, neg_p
 
 @jit(fastmath=True)
 def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_prob, neg_alias, sigmoid,
-                  logsig, window, negative, sg, cbow_mean, adagrad, alpha0, alpha1, eps, state):
+                  logsig, window, negative, sg, cbow_mean, adagrad, alpha0, alpha1, done, total, eps, state):
     """Train on sentences ``s_lo:s_hi`` of an encoded corpus (one thread's stretch; releases the GIL).
 
     Parameters
@@ -276,7 +276,11 @@ def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_pro
     window, negative : int
     sg, cbow_mean, adagrad : bool
     alpha0, alpha1 : float32
-        Learning rate at the start and end of the stretch (linear in between, per sentence).
+        Learning rate at the start and the end of the thread's stretch (linear in between, per sentence).
+    done, total : int
+        Tokens of the stretch before ``ids[starts[s_lo]]``, and in the whole stretch: sentence ``s`` is
+        trained with the rate at ``(done + starts[s] - starts[s_lo]) / total``, so how a stretch is cut
+        into calls does not change the result.
     eps : float32
         Adagrad's epsilon.
     state : uint64
@@ -294,14 +298,13 @@ def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_pro
         Tokens kept by subsampling.
     """
     first = starts[s_lo]
-    span = max(starts[s_hi] - first, 1)
     sent = np.empty(10000, dtype=np.int32)
     work = np.empty((3, syn0.shape[1]), dtype=syn0.dtype)
     loss = 0.0
     examples = 0
     words = 0
     for s in range(s_lo, s_hi):
-        alpha = alpha0 + (alpha1 - alpha0) * np.float32((starts[s] - first) / span)
+        alpha = alpha0 + (alpha1 - alpha0) * np.float32(min((done + starts[s] - first) / max(total, 1), 1.0))
         n = 0
         for k in range(starts[s], starts[s + 1]):
             w = ids[k]
@@ -323,3 +326,210 @@ def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_pro
             loss += l
             examples += c
     return state, loss, examples, words
+
+
+# -- corpus files: tokens to ids without Python strings --------------------------------------------
+#
+# Words are kept as UTF-8 bytes in an open-addressing hash table: ``slots`` (a power of two, -1 when
+# empty) holds word ids and hash tags (:func:`_slot`); word ``w`` is ``arena[word_off[w]:word_off[w + 1]]``.
+# Tokens are what ``str.split()`` gives on the decoded text (Unicode whitespace included); lines end at
+# ``\n`` only, and a line of more than MAX_SENTENCE tokens makes several sentences, as gensim's
+# LineSentence does. Callers pass valid UTF-8 (invalid bytes already replaced).
+
+MAX_SENTENCE = 10000
+
+_FNV_OFFSET = np.uint64(14695981039346656037)
+_FNV_PRIME = np.uint64(1099511628211)
+_SHIFT33 = np.uint64(33)
+_HIGH32 = np.int64(0x7FFFFFFF00000000)
+
+
+#: Byte classes for the tokenizer: 0 part of a token, 1 ASCII whitespace, 2 newline, 3 first byte of a
+#: multi-byte character that may be whitespace.
+_CLASS = np.zeros(256, dtype=np.uint8)
+_CLASS[[9, 11, 12, 13, 28, 29, 30, 31, 32]] = 1
+_CLASS[10] = 2
+_CLASS[[0xC2, 0xE1, 0xE2, 0xE3]] = 3
+
+
+@jit(inline="always")
+def _wide_space(data, i):
+    """Byte length of the multi-byte whitespace character at ``data[i]`` (0 if it is not one)."""
+    c = data[i]
+    end = data.shape[0]
+    if c == 0xC2:  # U+0085, U+00A0
+        return 2 if i + 1 < end and (data[i + 1] == 0x85 or data[i + 1] == 0xA0) else 0
+    if i + 2 >= end:
+        return 0
+    c1 = data[i + 1]
+    c2 = data[i + 2]
+    if c == 0xE1:  # U+1680
+        return 3 if c1 == 0x9A and c2 == 0x80 else 0
+    if c == 0xE2:  # U+2000..U+200A, U+2028, U+2029, U+202F, U+205F
+        if c1 == 0x80 and (c2 <= 0x8A or c2 == 0xA8 or c2 == 0xA9 or c2 == 0xAF):
+            return 3
+        return 3 if c1 == 0x81 and c2 == 0x9F else 0
+    return 3 if c1 == 0x80 and c2 == 0x80 else 0  # U+3000 (c is 0xE3)
+
+
+@jit(inline="always")
+def _space(data, i):
+    """Byte length of the whitespace character (not newline) at ``data[i]``; 0 if none."""
+    k = _CLASS[data[i]]
+    if k == 0 or k == 2:
+        return 0
+    return 1 if k == 1 else _wide_space(data, i)
+
+
+@jit(inline="always")
+def _token_end(data, i):
+    """End of the token starting at ``data[i]`` and its FNV-1a hash."""
+    h = _FNV_OFFSET
+    end = data.shape[0]
+    while i < end:
+        k = _CLASS[data[i]]
+        if k != 0 and (k != 3 or _wide_space(data, i) > 0):
+            break
+        h = (h ^ np.uint64(data[i])) * _FNV_PRIME
+        i += 1
+    return i, h
+
+
+@jit(inline="always")
+def _slot(data, lo, hi, h, slots, word_off, arena):
+    """Slot of the word ``data[lo:hi]`` (hash ``h``): where it is, or the empty slot where it would go.
+
+    A slot holds ``(high 31 bits of the hash) << 32 | word id`` (never negative, -1 is empty), so most
+    mismatches are rejected without touching the word's bytes.
+    """
+    mask = slots.shape[0] - 1
+    tag = np.int64(h >> _SHIFT33) << 32
+    s = np.int64(h & np.uint64(mask))
+    while True:
+        v = slots[s]
+        if v < 0:
+            return s
+        if (v & _HIGH32) == tag:
+            w = v & _LOW32
+            a = word_off[w]
+            if word_off[w + 1] - a == hi - lo:
+                same = True
+                for k in range(hi - lo):
+                    if arena[a + k] != data[lo + k]:
+                        same = False
+                        break
+                if same:
+                    return s
+        s = (s + 1) & mask
+
+
+@jit(inline="always")
+def _slot_value(h, w):
+    return (np.int64(h >> _SHIFT33) << 32) | w
+
+
+@jit()
+def insert_words(arena, word_off, n_words, slots):
+    """Put words ``0..n_words-1`` (``arena[word_off[w]:word_off[w + 1]]``, distinct) in empty ``slots``.
+
+    Also the way a table is rehashed into a bigger ``slots``.
+    """
+    for w in range(n_words):
+        lo = word_off[w]
+        hi = word_off[w + 1]
+        h = _FNV_OFFSET
+        for k in range(lo, hi):
+            h = (h ^ np.uint64(arena[k])) * _FNV_PRIME
+        slots[_slot(arena, lo, hi, h, slots, word_off, arena)] = _slot_value(h, w)
+
+
+@jit()
+def count_block(data, state, slots, word_off, arena, counts):
+    """Count the words of ``data[state[0]:]``, adding new words to the table.
+
+    ``state`` (int64, updated) is [position, words, tokens, sentences, tokens so far in the line].
+    Returns 0 when the block is done, or 1 when the table, word arrays or arena are full: grow them and
+    call again (``state[0]`` is where to resume).
+    """
+    i, n_words, n_tok, n_sent, line_tok = state[0], state[1], state[2], state[3], state[4]
+    end = data.shape[0]
+    status = 0
+    while i < end:
+        if data[i] == 10:
+            line_tok = 0
+            i += 1
+            continue
+        s = _space(data, i)
+        if s > 0:
+            i += s
+            continue
+        j, h = _token_end(data, i)
+        slot = _slot(data, i, j, h, slots, word_off, arena)
+        if slots[slot] >= 0:
+            w = slots[slot] & _LOW32
+        else:
+            used = word_off[n_words]
+            if n_words + 1 >= counts.shape[0] or 2 * (n_words + 1) > slots.shape[0] \
+                    or used + (j - i) > arena.shape[0]:
+                status = 1
+                break
+            arena[used : used + (j - i)] = data[i:j]
+            w = n_words
+            word_off[w + 1] = used + (j - i)
+            counts[w] = 0
+            slots[slot] = _slot_value(h, w)
+            n_words += 1
+        counts[w] += 1
+        if line_tok % MAX_SENTENCE == 0:
+            n_sent += 1
+        line_tok += 1
+        n_tok += 1
+        i = j
+    state[0], state[1], state[2], state[3], state[4] = i, n_words, n_tok, n_sent, line_tok
+    return status
+
+
+@jit()
+def encode_block(data, pos, slots, word_off, arena, ids, starts):
+    """Sentences of ``data[pos:]`` as ids of the words in the table (other words are left out).
+
+    Stops early, at a sentence boundary, when ``ids`` (at least MAX_SENTENCE long) or ``starts`` could
+    overflow; call again from the returned position.
+
+    Returns
+    -------
+    pos : int
+        Where the next call starts (``data.shape[0]`` when done).
+    n_ids : int
+        ``ids[:n_ids]`` are the ids.
+    n_sent : int
+        Sentence ``s`` is ``ids[starts[s]:starts[s + 1]]``.
+    """
+    i = pos
+    end = data.shape[0]
+    n = 0
+    n_sent = 0
+    line_tok = 0
+    while i < end:
+        if data[i] == 10:
+            line_tok = 0
+            i += 1
+            continue
+        s = _space(data, i)
+        if s > 0:
+            i += s
+            continue
+        if line_tok % MAX_SENTENCE == 0:
+            if n + MAX_SENTENCE > ids.shape[0] or n_sent + 2 > starts.shape[0]:
+                break
+            starts[n_sent] = n
+            n_sent += 1
+        j, h = _token_end(data, i)
+        v = slots[_slot(data, i, j, h, slots, word_off, arena)]
+        if v >= 0:
+            ids[n] = v & _LOW32
+            n += 1
+        line_tok += 1
+        i = j
+    starts[n_sent] = n
+    return i, n, n_sent

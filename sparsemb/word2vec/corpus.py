@@ -1,9 +1,13 @@
-"""Reading a corpus once and turning it into a compact array of int32 word ids.
+"""Reading a corpus: counting its words, and turning it into int32 word ids.
 
 A corpus is either a text file (one sentence per line, tokens separated by whitespace, UTF-8) or any
-iterable of token lists. Both are read as a stream: tokens become ids as they are read, so the text is
-never held in memory as Python strings. Sentences longer than :data:`MAX_SENTENCE_LENGTH` tokens are
-split into pieces of that length, as gensim's ``LineSentence`` does; empty lines are not sentences.
+iterable of token lists. Sentences longer than :data:`MAX_SENTENCE_LENGTH` tokens are split into pieces
+of that length, as gensim's ``LineSentence`` does; empty lines are not sentences.
+
+A file is never held in memory, as text or as ids: :func:`count_file` counts it block by block in
+Numba (:class:`WordTable`, words as UTF-8 bytes, no Python strings per token), and training reads it
+again, each thread its own byte range, turning blocks into ids as it goes (:func:`encode_file`). An
+iterable is read once into a compact :class:`EncodedCorpus`, since it may not be re-iterable cheaply.
 """
 from __future__ import annotations
 
@@ -16,10 +20,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels import word2vec as _k
+
 #: gensim's ``MAX_WORDS_IN_BATCH``: longer lines are cut into sentences of this many tokens.
 MAX_SENTENCE_LENGTH = 10000
 
 _BLOCK_BYTES = 1 << 20
+
+#: Bytes per block read by the Numba reader.
+_SCAN_BYTES = 1 << 18
+
+#: Ids per encoded batch handed to the training kernel (at least one whole sentence).
+_BATCH_IDS = 1 << 16
 
 
 @dataclass
@@ -207,3 +219,151 @@ def encode(sentences, key_to_index) -> EncodedCorpus:
     remap = np.arange(len(key_to_index) + 1, dtype=np.int32)
     remap[-1] = -1  # id -1 indexes the last entry
     return raw.keep(remap)
+
+
+class WordTable:
+    """Distinct words as UTF-8 bytes in a hash table that Numba kernels read and extend.
+
+    Word ids are given in insertion order. See :mod:`sparsemb.kernels.word2vec` for the layout.
+    """
+
+    def __init__(self, words=0, arena_bytes=1 << 16):
+        cap = max(int(words), 16)
+        self.slots = np.full(1 << (2 * cap - 1).bit_length(), -1, dtype=np.int64)
+        self.word_off = np.zeros(cap + 1, dtype=np.int64)
+        self.arena = np.empty(max(int(arena_bytes), 1), dtype=np.uint8)
+        self.counts = np.zeros(cap, dtype=np.int64)
+        self.n_words = 0
+
+    @classmethod
+    def from_words(cls, words):
+        """A table holding ``words`` (distinct str) with ids ``0..len(words)-1``."""
+        encoded = [w.encode("utf-8") for w in words]
+        table = cls(len(encoded) + 1, sum(map(len, encoded)))
+        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=table.word_off[1:len(encoded) + 1])
+        table.arena[: table.word_off[len(encoded)]] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        table.n_words = len(encoded)
+        _k.insert_words(table.arena, table.word_off, table.n_words, table.slots)
+        return table
+
+    def reserve(self, words, nbytes):
+        """Make room for ``words`` more words and ``nbytes`` more bytes of them (amortised doubling)."""
+        need = self.n_words + words + 1
+        if need > self.counts.shape[0]:
+            cap = max(need, 2 * self.counts.shape[0])
+            self.counts = np.resize(self.counts, cap)
+            self.word_off = np.resize(self.word_off, cap + 1)
+        if 2 * need > self.slots.shape[0]:
+            self.slots = np.full(1 << (2 * need - 1).bit_length(), -1, dtype=np.int64)
+            _k.insert_words(self.arena, self.word_off, self.n_words, self.slots)
+        used = int(self.word_off[self.n_words])
+        if used + nbytes > self.arena.shape[0]:
+            self.arena = np.resize(self.arena, max(used + nbytes, 2 * self.arena.shape[0]))
+
+    def words(self, ids):
+        """The words with ids ``ids``, as str."""
+        arena, off = self.arena, self.word_off
+        return [arena[off[i] : off[i + 1]].tobytes().decode("utf-8") for i in ids]
+
+    def kernel_args(self):
+        return self.slots, self.word_off, self.arena
+
+
+def read_blocks(path, lo=0, hi=None, block_bytes=_SCAN_BYTES, warn=True):
+    """Yield the bytes ``lo:hi`` of a file in blocks of whole lines, as valid UTF-8 uint8 arrays.
+
+    ``lo`` and ``hi`` must be line starts (see :func:`byte_ranges`). Invalid UTF-8 is replaced by U+FFFD,
+    with one warning per call when ``warn``, exactly as :func:`file_sentences` decodes.
+    """
+    warned = not warn
+    with open(path, "rb") as f:
+        hi = os.fstat(f.fileno()).st_size if hi is None else hi
+        f.seek(lo)
+        offset = lo
+        while offset < hi:
+            block = f.read(min(block_bytes, hi - offset))
+            if not block:
+                break
+            # A block ends at a line end, so no character or token is cut in two.
+            if not block.endswith(b"\n") and offset + len(block) < hi:
+                block += f.readline()
+            raw = len(block)
+            if not block.isascii():
+                try:
+                    block.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    if not warned:
+                        warnings.warn(f"{path}: invalid UTF-8 at byte {offset + err.start}; invalid bytes were "
+                                      "replaced by U+FFFD", UnicodeWarning, stacklevel=3)
+                        warned = True
+                    block = block.decode("utf-8", errors="replace").encode("utf-8")
+            offset += raw
+            yield np.frombuffer(block, dtype=np.uint8)
+
+
+def count_file(path):
+    """Count the words of a text file with the Numba reader.
+
+    Returns
+    -------
+    table : WordTable
+        Every distinct word, ids in first-seen order, with ``table.counts``.
+    n_tokens, n_sentences : int
+        Tokens, and sentences as :func:`file_sentences` makes them.
+    """
+    table = WordTable()
+    state = np.zeros(5, dtype=np.int64)
+    for block in read_blocks(check_corpus_file(path)):
+        state[0] = 0
+        table.reserve(0, block.shape[0])
+        # The table is kept small (it is probed once per token, so it should stay in cache) and grown
+        # when the kernel says it is full.
+        while _k.count_block(block, state, *table.kernel_args(), table.counts):
+            table.n_words = int(state[1])
+            table.reserve(max(table.n_words, 1024), block.shape[0])
+        table.n_words = int(state[1])
+    table.counts = table.counts[: table.n_words]
+    return table, int(state[2]), int(state[3])
+
+
+def byte_ranges(path, n):
+    """Cut a file into ``n`` byte ranges of about equal size, each starting at a line start.
+
+    Returns
+    -------
+    list of int
+        ``n + 1`` offsets; range ``t`` is ``[offsets[t], offsets[t + 1])`` (possibly empty).
+    """
+    size = os.path.getsize(path)
+    offsets = [0]
+    with open(path, "rb") as f:
+        for t in range(1, n):
+            cut = max(size * t // n, offsets[-1])
+            if cut > 0:
+                f.seek(cut - 1)
+                f.readline()  # to the end of the line holding byte cut - 1
+                cut = f.tell()
+            offsets.append(min(cut, size))
+    return offsets + [size]
+
+
+def encode_file(path, table, lo=0, hi=None, warn=True):
+    """Yield a file's bytes ``lo:hi`` as batches of sentences in the ids of ``table``'s words.
+
+    Other words are left out; sentences are cut like :func:`file_sentences`.
+
+    Yields
+    ------
+    ids : ndarray of int32
+    starts : ndarray of int64
+        Sentence ``s`` of the batch is ``ids[starts[s]:starts[s + 1]]``. Both arrays are reused: use
+        them before asking for the next batch.
+    """
+    ids = np.empty(_BATCH_IDS, dtype=np.int32)
+    starts = np.empty(_BATCH_IDS // 4, dtype=np.int64)
+    for block in read_blocks(path, lo, hi, warn=warn):
+        pos = 0
+        while pos < block.shape[0]:
+            pos, n_ids, n_sent = _k.encode_block(block, pos, *table.kernel_args(), ids, starts)
+            if n_sent:
+                yield ids[:n_ids], starts[: n_sent + 1]

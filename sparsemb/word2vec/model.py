@@ -188,6 +188,7 @@ class Word2Vec:
         self.corpus_count = 0
         self.corpus_total_words = 0
         self._cached = None
+        self._vocab_source = None
         if sentences is not None or corpus_file is not None:
             self.build_vocab(sentences=sentences, corpus_file=corpus_file)
             self.train(sentences=sentences, corpus_file=corpus_file)
@@ -216,24 +217,29 @@ class Word2Vec:
         """
         key, stream = self._source(sentences, corpus_file)
         name = corpus_file if corpus_file is not None else "sentences"
+        encoded = table = None
         if self.max_vocab_size:
             words, counts = count_words(stream, self.max_vocab_size)
-            encoded = None
+        elif key[0] == "file":
+            table, _, self.corpus_count = _corpus.count_file(key[1])
+            counts = table.counts
         else:
             words, counts, encoded = _corpus.scan(stream)
-        if not words:
+        if counts.shape[0] == 0:
             raise VocabularyError(name)
         order, effective = select(counts, self.min_count, self.max_final_vocab)
         if order.shape[0] == 0:
             raise VocabularyError(name, effective, int(counts.max()))
-        self.vocab = Vocabulary([words[i] for i in order], counts[order])
+        kept = table.words(order) if table is not None else [words[i] for i in order]
+        self.vocab = Vocabulary(kept, counts[order])
         self.corpus_total_words = int(counts.sum())
+        self._vocab_source = key if self.max_vocab_size is None else None
         if encoded is not None:
-            remap = np.full(len(words), -1, dtype=np.int32)
+            remap = np.full(counts.shape[0], -1, dtype=np.int32)
             remap[order] = np.arange(order.shape[0], dtype=np.int32)
             self.corpus_count = encoded.n_sentences
             self._cached = (key, encoded.keep(remap))
-        logger.info("vocabulary: %d words of %d distinct, %d tokens", len(self.vocab), len(words),
+        logger.info("vocabulary: %d words of %d distinct, %d tokens", len(self.vocab), counts.shape[0],
                     self.corpus_total_words)
         self._init_tables()
 
@@ -251,19 +257,55 @@ class Word2Vec:
         self.wv = KeyedVectors(syn0, self.vocab.index_to_key, self.vocab.counts)
 
     # -- training -------------------------------------------------------------------------------
-    def _encoded(self, sentences, corpus_file):
+    def _stretches(self, sentences, corpus_file):
+        """One stretch of the corpus per thread: a list of (batches, tokens), where ``batches()`` yields
+        ``(ids, starts, first sentence, end sentence)`` and ``tokens`` counts the stretch's ids."""
         key, stream = self._source(sentences, corpus_file)
+        if key[0] == "file":
+            self._cached = None
+            return self._file_stretches(key)
         if self._cached is not None and _same_source(self._cached[0], key):
             encoded = self._cached[1]
         else:
             encoded = _corpus.encode(stream, self.vocab.key_to_index)
             self.corpus_count = encoded.n_sentences
         self._cached = None  # the id array can be large; keep it no longer than one train() call
-        return encoded
+        out = []
+        for pieces in _plan(encoded.starts, self.workers):
+            def batches(pieces=pieces):
+                for lo, hi, _ in pieces:
+                    yield encoded.ids, encoded.starts, lo, hi
+            out.append((batches, sum(n for _, _, n in pieces)))
+        return out
+
+    def _file_stretches(self, key):
+        """Stretches of a corpus file: equal byte ranges, read and encoded by each thread as it trains."""
+        path = key[1]
+        table = _corpus.WordTable.from_words(self.vocab.index_to_key)
+        known = _same_source(key, self._vocab_source) if self._vocab_source else False
+        if known:
+            total = self.vocab.total
+        else:  # a new file, or counts pruned while counting: count the words to train on first
+            total, self.corpus_count = 0, 0
+            for ids, starts in _corpus.encode_file(path, table):
+                total += ids.shape[0]
+                self.corpus_count += starts.shape[0] - 1
+        offsets = _corpus.byte_ranges(path, self.workers)
+        size = max(offsets[-1], 1)
+        out = []
+        for lo, hi in zip(offsets[:-1], offsets[1:]):
+            def batches(lo=lo, hi=hi):
+                for ids, starts in _corpus.encode_file(path, table, lo, hi, warn=not known):
+                    yield ids, starts, 0, starts.shape[0] - 1
+            # Tokens per stretch are known only after reading it; the schedule uses the byte share (exact
+            # with one thread).
+            out.append((batches, round(total * (hi - lo) / size)))
+        return out
 
     def train(self, sentences=None, corpus_file=None, epochs=None, start_alpha=None, end_alpha=None,
               callbacks=None, total_examples=None, total_words=None, compute_loss=True, quiet=None):
-        """Train on a corpus (read once, then held as int32 ids for all epochs).
+        """Train on a corpus: a file is read again every epoch (each thread its own part), an iterable
+        once, then held as int32 ids.
 
         Parameters
         ----------
@@ -294,14 +336,14 @@ class Word2Vec:
         end_alpha = self.min_alpha if end_alpha is None else float(end_alpha)
         callbacks = self.callbacks if callbacks is None else tuple(callbacks)
         quiet = self.quiet if quiet is None else quiet
-        encoded = self._encoded(sentences, corpus_file)
-        if encoded.n_tokens == 0:
+        stretches = self._stretches(sentences, corpus_file)
+        n_tokens = sum(n for _, n in stretches)
+        if n_tokens == 0:
             raise ValueError("no word of the corpus is in the vocabulary; nothing to train on")
         if self.rng_state.shape[0] != self.workers:
             self.rng_state = _seed_states(self.seed, self.workers)
-        plan = _plan(encoded.starts, self.workers)
         tables = self._tables()
-        total = encoded.n_tokens * epochs
+        total = n_tokens * epochs
         started = time.perf_counter()
         _call(callbacks, "on_train_begin", self)
         bar = tqdm(total=total, unit="word", unit_scale=True, disable=quiet, file=sys.stderr,
@@ -311,18 +353,15 @@ class Word2Vec:
                 _call(callbacks, "on_epoch_begin", self)
                 t0 = time.perf_counter()
 
-                def schedule(fraction, epoch=epoch):
-                    # Linear over all epochs; ``fraction`` is how far a thread is through its stretch.
-                    a = start_alpha - (start_alpha - end_alpha) * (epoch + fraction) / epochs
-                    return np.float32(max(a, end_alpha))
-
-                bar.set_postfix(epoch=f"{epoch + 1}/{epochs}")
-                loss, examples, kept = self._epoch(encoded, plan, tables, schedule, bar)
+                # Linear over all epochs; each thread goes through this epoch's span over its stretch.
+                alphas = [np.float32(max(start_alpha - (start_alpha - end_alpha) * e / epochs, end_alpha))
+                          for e in (epoch, epoch + 1)]
+                loss, examples, kept = self._epoch(stretches, tables, alphas, bar, f"{epoch + 1}/{epochs}")
                 self.epoch_losses.append(loss / max(examples, 1))
                 self.effective_words = kept
                 logger.info("epoch %d: loss %.4f, %d of %d words kept by subsampling, %.0f words/s",
-                            epoch + 1, self.epoch_losses[-1], kept, encoded.n_tokens,
-                            encoded.n_tokens / (time.perf_counter() - t0))
+                            epoch + 1, self.epoch_losses[-1], kept, n_tokens,
+                            n_tokens / (time.perf_counter() - t0))
                 _call(callbacks, "on_epoch_end", self)
         finally:
             bar.close()
@@ -340,29 +379,28 @@ class Word2Vec:
         return dict(keep=self.vocab.keep_thresholds(self.sample), neg_prob=neg_prob, neg_alias=neg_alias,
                     sigmoid=sigmoid, logsig=logsig)
 
-    def _epoch(self, encoded, plan, tables, schedule, bar):
-        """One epoch: thread ``t`` trains the pieces ``plan[t]`` in order; return (loss, examples, kept).
+    def _epoch(self, stretches, tables, alphas, bar, label):
+        """One epoch: thread ``t`` trains ``stretches[t]``; return (loss, examples, kept).
 
-        The kernel releases the GIL, so the threads run in parallel while this thread only moves the
-        progress bar. Ctrl-C stops every thread after its current piece.
+        The kernel releases the GIL, so the threads run in parallel (reading the file too) while this
+        thread only moves the progress bar. Ctrl-C stops every thread after its current batch.
         """
-        n = len(plan)
+        n = len(stretches)
         totals = np.zeros((n, 4))  # per thread: tokens done, loss, examples, kept (float64: exact here)
         errors = []
         stop = threading.Event()
 
         def work(t):
             try:
-                size = max(sum(piece[2] for piece in plan[t]), 1)
+                batches, size = stretches[t]
                 state = self.rng_state[t]
-                for lo, hi, n_tok in plan[t]:
+                for ids, starts, lo, hi in batches():
                     if stop.is_set():
                         return
-                    done = totals[t, 0]
-                    state, loss, examples, kept = self._call_kernel(
-                        encoded, lo, hi, tables, schedule(done / size), schedule((done + n_tok) / size), state)
+                    state, loss, examples, kept = self._call_kernel(ids, starts, lo, hi, tables, alphas,
+                                                                    int(totals[t, 0]), size, state)
                     state = np.uint64(state)
-                    totals[t] += (n_tok, loss, examples, kept)
+                    totals[t] += (starts[hi] - starts[lo], loss, examples, kept)
                 self.rng_state[t] = state
             except BaseException as err:  # re-raised in the calling thread
                 errors.append(err)
@@ -378,6 +416,8 @@ class Word2Vec:
                     th.join(0.1)
                     done = int(totals[:, 0].sum())
                     bar.update(done - shown)
+                    bar.set_postfix(epoch=label, loss=f"{totals[:, 1].sum() / max(totals[:, 2].sum(), 1):.4f}",
+                                    refresh=False)
                     shown = done
         except BaseException:
             stop.set()
@@ -388,11 +428,11 @@ class Word2Vec:
             raise errors[0]
         return float(totals[:, 1].sum()), int(totals[:, 2].sum()), int(totals[:, 3].sum())
 
-    def _call_kernel(self, encoded, lo, hi, tables, alpha0, alpha1, state):
-        return _k.train_stretch(encoded.ids, encoded.starts, lo, hi, self.wv.vectors, self.syn1neg, self.accum0,
-                                self.accum1, tables["keep"], tables["neg_prob"], tables["neg_alias"],
-                                tables["sigmoid"], tables["logsig"], self.window, self.negative, bool(self.sg),
-                                bool(self.cbow_mean), self.optimizer == "adagrad", alpha0, alpha1,
+    def _call_kernel(self, ids, starts, lo, hi, tables, alphas, done, size, state):
+        return _k.train_stretch(ids, starts, lo, hi, self.wv.vectors, self.syn1neg, self.accum0, self.accum1,
+                                tables["keep"], tables["neg_prob"], tables["neg_alias"], tables["sigmoid"],
+                                tables["logsig"], self.window, self.negative, bool(self.sg), bool(self.cbow_mean),
+                                self.optimizer == "adagrad", alphas[0], alphas[1], done, size,
                                 np.float32(self.adagrad_eps), state)
 
     def get_latest_training_loss(self) -> float:
