@@ -139,3 +139,67 @@ def test_encoded_corpus_drops_out_of_vocabulary_words_inside_sentences():
     encoded = C.encode(C.iterable_sentences([["a", "x", "b"], ["y"], ["b"]]), {"a": 0, "b": 1})
     assert encoded.ids.tolist() == [0, 1, 1]
     assert encoded.starts.tolist() == [0, 2, 2, 3]
+
+
+def _python_reading(path, key_to_index=None):
+    """Reference: the pure-Python reader (file_sentences, str.split, dict lookups)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnicodeWarning)
+        words, counts, encoded = C.scan(C.file_sentences(path))
+        if key_to_index is not None:
+            encoded = C.encode(C.file_sentences(path), key_to_index)
+    return words, counts, encoded
+
+
+def _numba_encoding(path, table, offsets=(0, None)):
+    ids, starts = [], [0]
+    for lo, hi in zip(offsets[:-1], offsets[1:]):
+        for batch, batch_starts in C.encode_file(path, table, lo, hi, warn=False):
+            ids.extend(batch.tolist())
+            starts.extend((batch_starts[1:] + starts[-1]).tolist())
+    return ids, starts
+
+
+@pytest.fixture()
+def tricky_corpus(tmp_path):
+    """Every character str.split() treats as whitespace, look-alikes that are not, \\r, invalid UTF-8,
+    empty lines, a line of more than 10000 tokens, and many distinct words (the table must grow)."""
+    spaces = [chr(c) for c in range(0x110000) if chr(c).isspace() and c != 10]
+    not_spaces = ["\u200b", "\u180e", "\u00e9", "\u2030", "\u3001", "\ufeff"]
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(300):
+        toks = [f"w{int(rng.zipf(1.3)) % 5000}{rng.choice(not_spaces)}" for _ in range(rng.integers(0, 40))]
+        seps = rng.choice(spaces, size=len(toks))
+        lines.append("".join(t + s for t, s in zip(toks, seps)))
+    lines.insert(7, "")
+    lines.insert(50, " ".join(f"long{i % 300}" for i in range(23456)))
+    path = tmp_path / "tricky.txt"
+    data = "\n".join(lines).encode("utf-8")
+    path.write_bytes(data[:1000] + b"\xff\xfe bad\xc3 \n" + data[1000:])  # and no final newline
+    return str(path)
+
+
+def test_numba_reader_counts_and_encodes_like_the_python_reader(tricky_corpus):
+    words, counts, encoded = _python_reading(tricky_corpus)
+    with pytest.warns(UnicodeWarning, match="invalid UTF-8"):
+        table, n_tokens, n_sentences = C.count_file(tricky_corpus)
+    assert table.words(range(table.n_words)) == words
+    assert table.counts.tolist() == counts.tolist()
+    assert (n_tokens, n_sentences) == (encoded.n_tokens, encoded.n_sentences)
+    # Encoding against a vocabulary leaves other words out, keeping sentence boundaries.
+    vocab = words[::3]
+    _, _, expected = _python_reading(tricky_corpus, {w: i for i, w in enumerate(vocab)})
+    ids, starts = _numba_encoding(tricky_corpus, C.WordTable.from_words(vocab))
+    assert ids == expected.ids.tolist()
+    assert starts == expected.starts.tolist()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_byte_ranges_start_at_lines_and_together_read_the_whole_file(tricky_corpus, n):
+    offsets = C.byte_ranges(tricky_corpus, n)
+    data = open(tricky_corpus, "rb").read()
+    assert offsets[0] == 0 and offsets[-1] == len(data) and offsets == sorted(offsets)
+    assert all(o == 0 or o == len(data) or data[o - 1 : o] == b"\n" for o in offsets)
+    table = C.WordTable.from_words(_python_reading(tricky_corpus)[0])
+    assert _numba_encoding(tricky_corpus, table, offsets) == _numba_encoding(tricky_corpus, table)
