@@ -200,8 +200,8 @@ def main(argv=None):
         f"{float(np.median(warm)):.2f} s (median of {len(warm)}).")
     blocks.append(
         f"Speed-up: gensim's whole-process wall time over ours, median of {args.rounds} alternating rounds. "
-        "Training words/s: corpus words over the seconds inside train() (ours excludes reading the corpus, "
-        "done once before; gensim's train() streams the file again). Peak RSS: ru_maxrss of each process.")
+        "Training words/s: corpus words over the seconds inside train() (both re-read the file there: "
+        "vocabulary counting is outside). Peak RSS: ru_maxrss of each process.")
     header = [f"machine: {bu.cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
               f"software: {bu.versions()}, gensim {gensim_version()}",
               f"date: {datetime.date.today().isoformat()}",
