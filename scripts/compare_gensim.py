@@ -64,11 +64,11 @@ def train_gensim(corpus, flags, seed):
     return KeyedVectors(model.wv.vectors, model.wv.index_to_key), seconds
 
 
-def train_sparsemb(corpus, flags, seed):
+def train_sparsemb(corpus, flags, seed, **options):
     from sparsemb.word2vec import Word2Vec
 
     t0 = time.perf_counter()
-    model = Word2Vec(corpus_file=corpus, seed=seed, quiet=True, **flags)
+    model = Word2Vec(corpus_file=corpus, seed=seed, quiet=True, **flags, **options)
     return model.wv, time.perf_counter() - t0
 
 
@@ -87,6 +87,8 @@ def main(argv=None):
     parser.add_argument("--sample", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--shared-negatives", action="store_true",
+                        help="sparsemb skip-gram with one set of noise words per centre word")
     parser.add_argument("--output", help="also write the results: .json (all runs) or .md (the table)")
     args = parser.parse_args(argv)
 
@@ -98,7 +100,8 @@ def main(argv=None):
         flags = dict(sg=int(name == "sg"), vector_size=args.dim, window=args.window, negative=args.negative,
                      min_count=args.min_count, sample=args.sample, epochs=args.epochs, workers=args.workers)
         for seed in args.seeds:
-            for impl, train in (("gensim", train_gensim), ("sparsemb", train_sparsemb)):
+            for impl, train in (("gensim", train_gensim),
+                                ("sparsemb", lambda *a: train_sparsemb(*a, shared_negatives=args.shared_negatives))):
                 wv, seconds = train(corpus, flags, seed)
                 run = dict(model=name, impl=impl, seed=seed, seconds=seconds, **score(wv))
                 runs.append(run)
@@ -106,7 +109,7 @@ def main(argv=None):
 
     lines = [f"corpus: {os.path.basename(corpus)} ({n_tokens} tokens); dim {args.dim}, window {args.window}, "
              f"negative {args.negative}, min_count {args.min_count}, sample {args.sample}, epochs {args.epochs}, "
-             f"workers {args.workers}; seeds {' '.join(map(str, args.seeds))}; mean of seeds",
+             f"workers {args.workers}{'; sparsemb --shared-negatives' if args.shared_negatives else ''}; seeds {' '.join(map(str, args.seeds))}; mean of seeds",
              "",
              "| model | implementation | WordSim353 ρ | SimLex-999 ρ | analogy % | train s |",
              "|---|---|---|---|---|---|"]

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=_POS_INT, default=None, help="worker threads (default: all cores)")
     train.add_argument("--optimizer", choices=("sgd", "adagrad"), default="sgd")
     train.add_argument("--seed", type=int, default=1)
+    train.add_argument("--shared-negatives", action="store_true",
+                       help="skip-gram: one set of noise words per centre word, shared by its context words "
+                            "(faster; Ji et al. 2016)")
     train.add_argument("--max-vocab", type=_POS_INT, default=None, metavar="N",
                        help="prune rare words while counting beyond N distinct words (gensim's max_vocab_size)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -139,7 +142,7 @@ def _train(args, parser):
                          window=args.window, negative=args.negative, min_count=args.min_count,
                          sample=args.sample, epochs=args.epochs, alpha=args.alpha, min_alpha=args.min_alpha,
                          workers=args.threads, optimizer=args.optimizer, seed=args.seed,
-                         max_vocab_size=args.max_vocab, quiet=args.quiet)
+                         max_vocab_size=args.max_vocab, shared_negatives=args.shared_negatives, quiet=args.quiet)
     except VocabularyError as err:
         if err.min_count is None:
             raise ValueError(f"corpus {args.corpus} is empty") from None

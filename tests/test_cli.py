@@ -52,6 +52,13 @@ def test_train_npz_keeps_the_full_model(corpus, tmp_path, capsys):
     assert (model.window, model.negative, model.seed, model.alpha, model.max_vocab_size) == (3, 2, 3, 0.05, 1000)
 
 
+def test_train_shared_negatives_flag(corpus, tmp_path, capsys):
+    out = tmp_path / "m.npz"
+    code, _, _ = _run(capsys, "train", corpus, "-o", str(out), "--model", "skipgram", "--dim", "8", "--epochs", "1",
+                      "--shared-negatives", "--quiet")
+    assert code == 0 and Word2Vec.load(out).shared_negatives is True
+
+
 def test_similar_analogy_evaluate(vectors, tmp_path, capsys):
     code, out, _ = _run(capsys, "similar", vectors, "paris", "queen", "-n", "3")
     assert code == 0 and out.startswith("paris:") and "queen:" in out and len(out.splitlines()) == 8

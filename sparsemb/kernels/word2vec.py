@@ -138,13 +138,20 @@ def _dot(a, ra, b, rb):
 
 
 @jit(inline="always", fastmath=True)
-def _log_loss(z, logsig):
-    """``-log(sigmoid(z))`` from the table; exact enough outside it (0 above, ``-z`` below)."""
-    if z >= MAX_EXP:
-        return 0.0
-    if z <= -MAX_EXP:
-        return -np.float64(z)
-    return -np.float64(logsig[int((z + MAX_EXP) * _SCALE)])
+def _pair(f, label, sigmoid, logsig):
+    """Loss ``-log(sigmoid(±f))`` and error ``label - sigmoid(f)`` of score ``f`` against ``label`` (1 or 0).
+
+    One table index serves both: ``log(1 - sigmoid(f)) = log(sigmoid(f)) - f``. Like gensim, a score
+    outside the table gives a vanishing gradient, so the error is then 0 (the pair is skipped), and only
+    then; the loss there is 0 or ``|f|``, exact enough.
+    """
+    zero = np.float32(0.0)
+    if f >= MAX_EXP:
+        return (zero if label > zero else f), zero
+    if f <= -MAX_EXP:
+        return (-f if label > zero else zero), zero
+    idx = int((f + MAX_EXP) * _SCALE)
+    return (np.float32(1.0) - label) * f - logsig[idx], label - sigmoid[idx]
 
 
 @jit(inline="always", fastmath=True)
@@ -169,12 +176,10 @@ def _output_layer(h, hrow, center, syn1, acc1, neg_prob, neg_alias, negative, al
             if target == center:
                 continue
             label = np.float32(0.0)
-        f = _dot(h, hrow, syn1, target)
-        loss += _log_loss(f if k == 0 else -f, logsig)
-        # Like gensim: a score this far out gives a vanishing gradient, so the pair is skipped.
-        if f <= -MAX_EXP or f >= MAX_EXP:
+        l, err = _pair(_dot(h, hrow, syn1, target), label, sigmoid, logsig)
+        loss += l
+        if err == 0.0:
             continue
-        err = label - sigmoid[int((f + MAX_EXP) * _SCALE)]
         if adagrad:
             for d in range(dim):
                 work[1, d] -= err * syn1[target, d]
@@ -189,15 +194,16 @@ def _output_layer(h, hrow, center, syn1, acc1, neg_prob, neg_alias, negative, al
 
 
 @jit(inline="always", fastmath=True)
-def _input_step(syn0, acc0, row, scale, alpha, eps, adagrad, work):
-    """Apply the input-side step ``scale * work[1]`` to row ``row`` of ``syn0`` (SGD add, or Adagrad)."""
+def _apply_step(table, acc, row, step, srow, scale, alpha, eps, adagrad, scratch):
+    """Apply ``scale * step[srow]`` to ``table[row]``: an SGD step (``alpha`` already in it) added, or,
+    for Adagrad, a raw gradient given to :func:`adagrad_row_update` (``scratch`` is a dim-long buffer)."""
     if adagrad:
-        for d in range(syn0.shape[1]):
-            work[2, d] = work[1, d] * scale
-        adagrad_row_update(syn0, acc0, row, work[2], alpha, eps)
+        for d in range(table.shape[1]):
+            scratch[d] = step[srow, d] * scale
+        adagrad_row_update(table, acc, row, scratch, alpha, eps)
     else:
-        for d in range(syn0.shape[1]):
-            syn0[row, d] += work[1, d] * scale
+        for d in range(table.shape[1]):
+            table[row, d] += step[srow, d] * scale
 
 
 @jit(inline="always", fastmath=True)
@@ -213,10 +219,77 @@ def _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alia
         ctx = sent[j]
         l, state = _output_layer(syn0, ctx, sent[i], syn1, acc1, neg_prob, neg_alias, negative, alpha,
                                  eps, adagrad, sigmoid, logsig, work, state)
-        _input_step(syn0, acc0, ctx, one, alpha, eps, adagrad, work)
+        _apply_step(syn0, acc0, ctx, work, 1, one, alpha, eps, adagrad, work[2])
         loss += l
         pairs += 1
     return loss, pairs, state
+
+
+@jit(inline="always", fastmath=True)
+def _mix(out, orow, weights, table, ids, n):
+    """``out[orow] = sum(weights[m] * table[ids[m]] for m < n)``, ``n >= 1``.
+
+    Rows are taken two at a time so that ``out[orow]`` is loaded and stored half as often.
+    """
+    dim = table.shape[1]
+    g = weights[0]
+    r = ids[0]
+    for d in range(dim):
+        out[orow, d] = g * table[r, d]
+    for m in range(1, n - 1, 2):
+        g0, g1 = weights[m], weights[m + 1]
+        r0, r1 = ids[m], ids[m + 1]
+        for d in range(dim):
+            out[orow, d] += g0 * table[r0, d] + g1 * table[r1, d]
+    if n % 2 == 0:
+        g = weights[n - 1]
+        r = ids[n - 1]
+        for d in range(dim):
+            out[orow, d] += g * table[r, d]
+
+
+@jit(inline="always", fastmath=True)
+def _sg_center_shared(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alias, negative, alpha,
+                      eps, adagrad, sigmoid, logsig, work, steps, rows, coef, state):
+    """Skip-gram around position ``i`` with one set of noise words shared by all its context words.
+
+    Ji et al. (2016): the input vectors of the ``nc`` context words (ids in ``rows[0]``) and the output
+    vectors of the centre word and the noise words (ids in ``rows[1]``) are two small blocks; all scores
+    come from the vectors as they were before this centre word, and the updates are two small matrix
+    products: ``syn0 block += coef @ syn1 block`` and ``syn1 block += coef.T @ syn0 block``, with
+    ``coef`` the errors times ``alpha`` for SGD (minus the errors, a gradient, for Adagrad). ``steps``
+    holds the context rows' steps, ``work[1]`` an output row's, ``work[2]`` is scratch.
+    """
+    center = sent[i]
+    nc = 0
+    for j in range(max(0, i - window + b), min(n, i + window + 1 - b)):
+        if j != i:
+            rows[0, nc] = sent[j]
+            nc += 1
+    if nc == 0:
+        return 0.0, 0, state
+    rows[1, 0] = center
+    nt = 1
+    for k in range(negative):
+        state, target = _draw(state, neg_prob, neg_alias)
+        if target != center:
+            rows[1, nt] = target
+            nt += 1
+    loss = 0.0
+    for c in range(nc):
+        for k in range(nt):
+            l, err = _pair(_dot(syn0, rows[0, c], syn1, rows[1, k]), np.float32(k == 0), sigmoid, logsig)
+            loss += l
+            coef[c, k] = -err if adagrad else err * alpha
+    for c in range(nc):
+        _mix(steps, c, coef[c], syn1, rows[1], nt)
+    one = np.float32(1.0)
+    for k in range(nt):
+        _mix(work, 1, coef[:, k], syn0, rows[0], nc)
+        _apply_step(syn1, acc1, rows[1, k], work, 1, one, alpha, eps, adagrad, work[2])
+    for c in range(nc):
+        _apply_step(syn0, acc0, rows[0, c], steps, c, one, alpha, eps, adagrad, work[2])
+    return loss, nc, state
 
 
 @jit(inline="always", fastmath=True)
@@ -246,13 +319,14 @@ def _cbow_center(sent, n, i, b, window, cbow_mean, syn0, syn1, acc0, acc1, neg_p
     scale = np.float32(1.0) if cbow_mean else inv
     for j in range(lo, hi):
         if j != i:
-            _input_step(syn0, acc0, sent[j], scale, alpha, eps, adagrad, work)
+            _apply_step(syn0, acc0, sent[j], work, 1, scale, alpha, eps, adagrad, work[2])
     return loss, 1, state
 
 
 @jit(fastmath=True)
 def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_prob, neg_alias, sigmoid,
-                  logsig, window, negative, sg, cbow_mean, adagrad, alpha0, alpha1, done, total, eps, state):
+                  logsig, window, negative, sg, shared, cbow_mean, adagrad, alpha0, alpha1, done, total, eps,
+                  state):
     """Train on sentences ``s_lo:s_hi`` of an encoded corpus (one thread's stretch; releases the GIL).
 
     Parameters
@@ -274,7 +348,9 @@ def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_pro
     sigmoid, logsig : ndarray of float32, shape (EXP_TABLE_SIZE,)
         From :func:`sigmoid_tables`.
     window, negative : int
-    sg, cbow_mean, adagrad : bool
+    sg, shared, cbow_mean, adagrad : bool
+        ``shared``: skip-gram draws one set of noise words per centre word, shared by its context words
+        (:func:`_sg_center_shared`); ignored by CBOW.
     alpha0, alpha1 : float32
         Learning rate at the start and the end of the thread's stretch (linear in between, per sentence).
     done, total : int
@@ -300,6 +376,9 @@ def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_pro
     first = starts[s_lo]
     sent = np.empty(10000, dtype=np.int32)
     work = np.empty((3, syn0.shape[1]), dtype=syn0.dtype)
+    steps = np.empty((2 * window, syn0.shape[1]), dtype=syn0.dtype)
+    rows = np.empty((2, max(2 * window, negative + 1)), dtype=np.int64)
+    coef = np.empty((2 * window, negative + 1), dtype=syn0.dtype)
     loss = 0.0
     examples = 0
     words = 0
@@ -317,7 +396,11 @@ def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_pro
         for i in range(n):
             state, r = _rand32(state)
             b = r % window
-            if sg:
+            if sg and shared:
+                l, c, state = _sg_center_shared(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob,
+                                                neg_alias, negative, alpha, eps, adagrad, sigmoid, logsig, work,
+                                                steps, rows, coef, state)
+            elif sg:
                 l, c, state = _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alias,
                                          negative, alpha, eps, adagrad, sigmoid, logsig, work, state)
             else:

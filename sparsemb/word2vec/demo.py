@@ -94,7 +94,7 @@ def write_analogies(path):
 
 
 def run_demo(sg=1, vector_size=50, epochs=10, workers=None, seed=1, n_sentences=20000, directory=None,
-             quiet=False, out=None):
+             quiet=False, out=None, shared_negatives=False):
     """Generate the demo corpus, train on it, save and reload the vectors, and report.
 
     Parameters
@@ -111,6 +111,8 @@ def run_demo(sg=1, vector_size=50, epochs=10, workers=None, seed=1, n_sentences=
         No progress bar.
     out : file, optional
         Where the report goes; default standard output.
+    shared_negatives : bool
+        Skip-gram with one set of noise words per centre word (see :class:`Word2Vec`).
 
     Returns
     -------
@@ -129,7 +131,8 @@ def run_demo(sg=1, vector_size=50, epochs=10, workers=None, seed=1, n_sentences=
         print(f"{name}: training on {n_tokens} tokens of a generated language ({corpus})", file=out)
         t0 = time.perf_counter()
         model = Word2Vec(corpus_file=corpus, sg=sg, vector_size=vector_size, window=5, min_count=5,
-                         epochs=epochs, workers=workers, seed=seed, quiet=quiet)
+                         epochs=epochs, workers=workers, seed=seed, shared_negatives=shared_negatives,
+                         quiet=quiet)
         model.wv.save_word2vec_format(vectors, binary=True)
         wv = KeyedVectors.load_word2vec_format(vectors, binary=True)
         print(f"trained in {time.perf_counter() - t0:.1f} s, final loss "

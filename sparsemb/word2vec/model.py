@@ -34,7 +34,7 @@ PIECE_TOKENS = 1 << 18
 _OPTIMIZERS = ("sgd", "adagrad")
 _PARAMS = ("vector_size", "window", "min_count", "sg", "negative", "sample", "alpha", "min_alpha", "epochs",
            "workers", "seed", "ns_exponent", "cbow_mean", "max_vocab_size", "max_final_vocab", "optimizer",
-           "adagrad_eps")
+           "adagrad_eps", "shared_negatives")
 
 
 def _seed_states(seed, n):
@@ -119,6 +119,10 @@ class Word2Vec:
         same schedule) to exactly the rows each example touches.
     adagrad_eps : float
         Adagrad's epsilon.
+    shared_negatives : bool
+        Skip-gram only: draw one set of ``negative`` noise words per centre word, shared by all its
+        context words, and update the two small blocks of vectors at once (Ji et al. 2016, "Parallelizing
+        Word2Vec in Shared and Distributed Memory"). Faster; not gensim's sampling, so results differ.
     callbacks : sequence, optional
         Objects with any of ``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end``, ``on_train_end``,
         each called with the model.
@@ -144,7 +148,7 @@ class Word2Vec:
     def __init__(self, sentences=None, corpus_file=None, vector_size=100, window=5, min_count=5, sg=0,
                  negative=5, sample=1e-3, alpha=0.025, min_alpha=1e-4, epochs=5, workers=None, seed=1,
                  ns_exponent=0.75, cbow_mean=1, max_vocab_size=None, max_final_vocab=None,
-                 optimizer="sgd", adagrad_eps=1e-10, callbacks=(), quiet=False):
+                 optimizer="sgd", adagrad_eps=1e-10, shared_negatives=False, callbacks=(), quiet=False):
         _check("vector_size", vector_size, isinstance(vector_size, Integral) and vector_size >= 1, "an int >= 1")
         _check("window", window, isinstance(window, Integral) and window >= 1, "an int >= 1")
         _check("min_count", min_count, isinstance(min_count, Integral) and min_count >= 0, "an int >= 0")
@@ -176,6 +180,7 @@ class Word2Vec:
         self.max_final_vocab = max_final_vocab
         self.optimizer = optimizer
         self.adagrad_eps = float(adagrad_eps)
+        self.shared_negatives = bool(shared_negatives)
         self.callbacks = tuple(callbacks)
         self.quiet = bool(quiet)
         self.vocab = None
@@ -431,9 +436,9 @@ class Word2Vec:
     def _call_kernel(self, ids, starts, lo, hi, tables, alphas, done, size, state):
         return _k.train_stretch(ids, starts, lo, hi, self.wv.vectors, self.syn1neg, self.accum0, self.accum1,
                                 tables["keep"], tables["neg_prob"], tables["neg_alias"], tables["sigmoid"],
-                                tables["logsig"], self.window, self.negative, bool(self.sg), bool(self.cbow_mean),
-                                self.optimizer == "adagrad", alphas[0], alphas[1], done, size,
-                                np.float32(self.adagrad_eps), state)
+                                tables["logsig"], self.window, self.negative, bool(self.sg), self.shared_negatives,
+                                bool(self.cbow_mean), self.optimizer == "adagrad", alphas[0], alphas[1], done,
+                                size, np.float32(self.adagrad_eps), state)
 
     def get_latest_training_loss(self) -> float:
         """Mean loss per predicted example (``-log sigmoid`` of the true word plus the noise words) of
@@ -480,7 +485,8 @@ class Word2Vec:
                 raise ValueError("not a sparsemb Word2Vec model")
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as err:
             raise ValueError(f"{path}: not a readable sparsemb model file ({err})") from None
-        model = cls(**{name: meta[name] for name in _PARAMS})
+        # Files written before a parameter existed take its default.
+        model = cls(**{name: meta[name] for name in _PARAMS if name in meta})
         model.vocab = Vocabulary(meta["words"], arrays["counts"])
         model.syn1neg = arrays["syn1neg"]
         model.accum0, model.accum1 = arrays["accum0"], arrays["accum1"]
