@@ -71,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=_POS_INT, default=None, help="worker threads (default: all cores)")
     train.add_argument("--optimizer", choices=("sgd", "adagrad"), default="sgd")
     train.add_argument("--seed", type=int, default=1)
-    train.add_argument("--shared-negatives", action="store_true",
+    train.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction, default=True,
                        help="skip-gram: one set of noise words per centre word, shared by its context words "
-                            "(faster; Ji et al. 2016)")
+                            "(faster; Ji et al. 2016); --no-shared-negatives samples per pair as gensim")
     train.add_argument("--max-vocab", type=_POS_INT, default=None, metavar="N",
                        help="prune rare words while counting beyond N distinct words (gensim's max_vocab_size)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary")

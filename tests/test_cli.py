@@ -52,11 +52,13 @@ def test_train_npz_keeps_the_full_model(corpus, tmp_path, capsys):
     assert (model.window, model.negative, model.seed, model.alpha, model.max_vocab_size) == (3, 2, 3, 0.05, 1000)
 
 
-def test_train_shared_negatives_flag(corpus, tmp_path, capsys):
+@pytest.mark.parametrize("flag, shared", [((), True), (("--shared-negatives",), True),
+                                          (("--no-shared-negatives",), False)])
+def test_train_shared_negatives_flag(corpus, tmp_path, capsys, flag, shared):
     out = tmp_path / "m.npz"
     code, _, _ = _run(capsys, "train", corpus, "-o", str(out), "--model", "skipgram", "--dim", "8", "--epochs", "1",
-                      "--shared-negatives", "--quiet")
-    assert code == 0 and Word2Vec.load(out).shared_negatives is True
+                      *flag, "--quiet")
+    assert code == 0 and Word2Vec.load(out).shared_negatives is shared
 
 
 def test_similar_analogy_evaluate(vectors, tmp_path, capsys):

@@ -4,7 +4,8 @@ Semantics follow gensim's ``word2vec_inner.pyx`` (itself the C tool's): a per-th
 congruential generator, frequent words dropped with probability from ``keep``, the window shrunk by a
 uniform ``b`` per centre word, negatives drawn from counts**ns_exponent, a precomputed sigmoid table on
 [-6, 6] and no update for a score outside it. Negatives come from a Walker alias table (one random
-draw, two loads in a table of vocabulary size) instead of gensim's binary search.
+draw, two loads in a table of vocabulary size) instead of gensim's binary search. Skip-gram can instead
+share one set of noise words among all context words of a centre word (:func:`_sg_center_shared`).
 
 Threads (Hogwild): :func:`train_stretch` trains one stretch of sentences with one random state and
 releases the GIL, so the trainer runs one call per thread, each on its own stretch, all updating the

@@ -94,7 +94,7 @@ def write_analogies(path):
 
 
 def run_demo(sg=1, vector_size=50, epochs=10, workers=None, seed=1, n_sentences=20000, directory=None,
-             quiet=False, out=None, shared_negatives=False):
+             quiet=False, out=None, shared_negatives=True):
     """Generate the demo corpus, train on it, save and reload the vectors, and report.
 
     Parameters
