@@ -87,8 +87,9 @@ def main(argv=None):
     parser.add_argument("--sample", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--shared-negatives", action="store_true",
-                        help="sparsemb skip-gram with one set of noise words per centre word")
+    parser.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction, default=True,
+                        help="sparsemb skip-gram with one set of noise words per centre word (sparsemb's "
+                             "default); --no-shared-negatives samples per pair as gensim does")
     parser.add_argument("--output", help="also write the results: .json (all runs) or .md (the table)")
     args = parser.parse_args(argv)
 
@@ -109,7 +110,7 @@ def main(argv=None):
 
     lines = [f"corpus: {os.path.basename(corpus)} ({n_tokens} tokens); dim {args.dim}, window {args.window}, "
              f"negative {args.negative}, min_count {args.min_count}, sample {args.sample}, epochs {args.epochs}, "
-             f"workers {args.workers}{'; sparsemb --shared-negatives' if args.shared_negatives else ''}; seeds {' '.join(map(str, args.seeds))}; mean of seeds",
+             f"workers {args.workers}; sparsemb skip-gram {'shared' if args.shared_negatives else 'per-pair'} negatives; seeds {' '.join(map(str, args.seeds))}; mean of seeds",
              "",
              "| model | implementation | WordSim353 ρ | SimLex-999 ρ | analogy % | train s |",
              "|---|---|---|---|---|---|"]
