@@ -1,3 +1,6 @@
+import json
+import os
+
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -10,3 +13,11 @@ settings.load_profile("sparsemb")
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def recorded():
+    """What scripts/record_gensim_fixtures.py recorded from gensim (vocabulary, queries, evaluations)."""
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "gensim_word2vec.json")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

@@ -1,9 +1,7 @@
 """The sparsemb command line, end to end, including every bad input of the issue."""
-import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from sparsemb.cli import main

@@ -1,5 +1,4 @@
 """KeyedVectors: queries and evaluation against recorded gensim results; word2vec C files."""
-import json
 import os
 
 import numpy as np
@@ -8,12 +7,6 @@ import pytest
 from sparsemb.word2vec import KeyedVectors
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-
-
-@pytest.fixture(scope="module")
-def recorded():
-    with open(os.path.join(FIXTURES, "gensim_word2vec.json"), encoding="utf-8") as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """Corpus reading, vocabulary and sampling tables against gensim's rules and the formulas."""
-import json
 import math
 import os
 import warnings
@@ -14,12 +13,6 @@ from sparsemb.word2vec.model import VocabularyError
 from sparsemb.word2vec.vocab import Vocabulary
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-
-
-@pytest.fixture(scope="module")
-def recorded():
-    with open(os.path.join(FIXTURES, "gensim_word2vec.json"), encoding="utf-8") as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")

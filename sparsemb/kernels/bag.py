@@ -6,7 +6,6 @@ win a max. An empty bag gives zeros.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import prange
 
 from .._config import jit
