@@ -176,15 +176,20 @@ def scan(sentences):
     # A defaultdict whose factory hands out the next integer turns tokens into ids entirely in C:
     # ``map(ids.__getitem__, tokens)`` never runs Python code per token.
     word_ids = defaultdict(itertools.count().__next__)
-    lookup = word_ids.__getitem__
+    corpus = _encode_with(sentences, word_ids.__getitem__)
+    counts = np.bincount(corpus.ids, minlength=len(word_ids)).astype(np.int64)
+    return list(word_ids), counts, corpus
+
+
+def _encode_with(sentences, lookup) -> EncodedCorpus:
+    """Ids of every token by ``lookup`` (a C-level ``__getitem__``), sentence by sentence."""
     buf = array("i")
     starts = array("q", [0])
     for tokens in sentences:
         buf.extend(map(lookup, tokens))
         starts.append(len(buf))
     ids = np.frombuffer(buf, dtype=np.int32) if len(buf) else np.zeros(0, dtype=np.int32)
-    counts = np.bincount(ids, minlength=len(word_ids)).astype(np.int64)
-    return list(word_ids), counts, EncodedCorpus(ids, np.frombuffer(starts, dtype=np.int64))
+    return EncodedCorpus(ids, np.frombuffer(starts, dtype=np.int64))
 
 
 class _Lookup(dict):
@@ -208,14 +213,7 @@ def encode(sentences, key_to_index) -> EncodedCorpus:
     -------
     EncodedCorpus
     """
-    lookup = _Lookup(key_to_index).__getitem__
-    buf = array("i")
-    starts = array("q", [0])
-    for tokens in sentences:
-        buf.extend(map(lookup, tokens))
-        starts.append(len(buf))
-    ids = np.frombuffer(buf, dtype=np.int32) if len(buf) else np.zeros(0, dtype=np.int32)
-    raw = EncodedCorpus(ids, np.frombuffer(starts, dtype=np.int64))
+    raw = _encode_with(sentences, _Lookup(key_to_index).__getitem__)
     remap = np.arange(len(key_to_index) + 1, dtype=np.int32)
     remap[-1] = -1  # id -1 indexes the last entry
     return raw.keep(remap)
