@@ -121,9 +121,6 @@ class _Table:
         """Drop the accumulated gradient (``grad = None``, as ``set_to_none=True`` in PyTorch)."""
         self.grad = None
 
-    def parameters(self):
-        return [self.weight]
-
     def _renorm(self, flat):
         if self.max_norm is not None and flat.size:
             K.embedding.renorm(self.weight, np.unique(flat), self.max_norm, self.norm_type)
