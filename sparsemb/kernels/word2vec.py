@@ -230,23 +230,27 @@ def _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alia
 def _mix(out, orow, weights, table, ids, n):
     """``out[orow] = sum(weights[m] * table[ids[m]] for m < n)``, ``n >= 1``.
 
-    Rows are taken two at a time so that ``out[orow]`` is loaded and stored half as often.
+    Rows are taken four at a time so that ``out[orow]`` is loaded and stored a quarter as often (LLVM
+    cannot keep it in registers: it may alias ``table``).
     """
     dim = table.shape[1]
     g = weights[0]
     r = ids[0]
     for d in range(dim):
         out[orow, d] = g * table[r, d]
-    for m in range(1, n - 1, 2):
-        g0, g1 = weights[m], weights[m + 1]
-        r0, r1 = ids[m], ids[m + 1]
+    m = 1
+    while m + 3 < n:
+        g0, g1, g2, g3 = weights[m], weights[m + 1], weights[m + 2], weights[m + 3]
+        r0, r1, r2, r3 = ids[m], ids[m + 1], ids[m + 2], ids[m + 3]
         for d in range(dim):
-            out[orow, d] += g0 * table[r0, d] + g1 * table[r1, d]
-    if n % 2 == 0:
-        g = weights[n - 1]
-        r = ids[n - 1]
+            out[orow, d] += (g0 * table[r0, d] + g1 * table[r1, d]) + (g2 * table[r2, d] + g3 * table[r3, d])
+        m += 4
+    while m < n:
+        g = weights[m]
+        r = ids[m]
         for d in range(dim):
             out[orow, d] += g * table[r, d]
+        m += 1
 
 
 @jit(inline="always", fastmath=True)
@@ -295,32 +299,29 @@ def _sg_center_shared(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, n
 
 @jit(inline="always", fastmath=True)
 def _cbow_center(sent, n, i, b, window, cbow_mean, syn0, syn1, acc0, acc1, neg_prob, neg_alias,
-                 negative, alpha, eps, adagrad, sigmoid, logsig, work, state):
-    """CBOW at position ``i``: the (mean or sum of the) context vectors, in ``work[0]``, predict the centre."""
-    lo = max(0, i - window + b)
-    hi = min(n, i + window + 1 - b)
-    dim = syn0.shape[1]
-    for d in range(dim):
-        work[0, d] = 0.0
+                 negative, alpha, eps, adagrad, sigmoid, logsig, work, rows, unit, state):
+    """CBOW at position ``i``: the (mean or sum of the) context vectors, in ``work[0]``, predict the centre.
+
+    The context ids go to ``rows[0]``; ``unit`` is all ones (the weights of the sum).
+    """
     count = 0
-    for j in range(lo, hi):
+    for j in range(max(0, i - window + b), min(n, i + window + 1 - b)):
         if j != i:
+            rows[0, count] = sent[j]
             count += 1
-            for d in range(dim):
-                work[0, d] += syn0[sent[j], d]
     if count == 0:
         return 0.0, 0, state
+    _mix(work, 0, unit, syn0, rows[0], count)
     inv = np.float32(1.0) / np.float32(count)
     if cbow_mean:
-        for d in range(dim):
+        for d in range(syn0.shape[1]):
             work[0, d] *= inv
     loss, state = _output_layer(work, 0, sent[i], syn1, acc1, neg_prob, neg_alias, negative, alpha, eps,
                                 adagrad, sigmoid, logsig, work, state)
     # gensim's choice: with a summed context the error is shared out, with a mean it is not.
     scale = np.float32(1.0) if cbow_mean else inv
-    for j in range(lo, hi):
-        if j != i:
-            _apply_step(syn0, acc0, sent[j], work, 1, scale, alpha, eps, adagrad, work[2])
+    for c in range(count):
+        _apply_step(syn0, acc0, rows[0, c], work, 1, scale, alpha, eps, adagrad, work[2])
     return loss, 1, state
 
 
@@ -380,6 +381,7 @@ def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_pro
     steps = np.empty((2 * window, syn0.shape[1]), dtype=syn0.dtype)
     rows = np.empty((2, max(2 * window, negative + 1)), dtype=np.int64)
     coef = np.empty((2 * window, negative + 1), dtype=syn0.dtype)
+    unit = np.ones(2 * window, dtype=syn0.dtype)
     loss = 0.0
     examples = 0
     words = 0
@@ -406,7 +408,8 @@ def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_pro
                                          negative, alpha, eps, adagrad, sigmoid, logsig, work, state)
             else:
                 l, c, state = _cbow_center(sent, n, i, b, window, cbow_mean, syn0, syn1, acc0, acc1, neg_prob,
-                                           neg_alias, negative, alpha, eps, adagrad, sigmoid, logsig, work, state)
+                                           neg_alias, negative, alpha, eps, adagrad, sigmoid, logsig, work, rows, unit,
+                                           state)
             loss += l
             examples += c
     return state, loss, examples, words
