@@ -18,13 +18,20 @@ FLAGS = {"cache": True, "nogil": True}
 FAST = {"fastmath": True}
 
 
-def jit(*, parallel: bool = False, fastmath: bool = False, inline: str = "never"):
+#: For reductions that may be reassociated (so that they vectorise) but must keep IEEE semantics
+#: otherwise. The order is then fixed by the compiled code, not by the thread count.
+REASSOC = {"fastmath": {"reassoc"}}
+
+
+def jit(*, parallel: bool = False, fastmath: bool = False, reassoc: bool = False, inline: str = "never"):
     """Return the ``numba.njit`` decorator with the project's flags."""
     flags = dict(FLAGS)
     if parallel:
         flags["parallel"] = True
     if fastmath:
         flags.update(FAST)
+    elif reassoc:
+        flags.update(REASSOC)
     if inline != "never":
         flags["inline"] = inline
     return numba.njit(**flags)

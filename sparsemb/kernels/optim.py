@@ -59,6 +59,17 @@ def adagrad_step(weight, accum, indices, order, starts, src, coef, grad, clr, ep
             adagrad_row_update(weight, accum, indices[u], buf, clr, eps)
 
 
+@jit(reassoc=True)
+def _sum_squares(x):
+    """``sum(x**2)``, reassociated so that it vectorises (a strict left-to-right sum of a 64-wide row
+    cost as much as the rest of a row-wise Adagrad step). Not inlined into the caller, so the flag
+    stays on these instructions only."""
+    s = x[0] * x[0]
+    for j in range(1, x.shape[0]):
+        s += x[j] * x[j]
+    return s
+
+
 @jit(parallel=True)
 def rowwise_adagrad_step(weight, accum, indices, order, starts, src, coef, grad, lr, eps, dim_f):
     """FBGEMM's exact row-wise Adagrad: ``h += mean(g²)`` (one value a row); ``w -= lr·g/(√h + eps)``.
@@ -72,10 +83,7 @@ def rowwise_adagrad_step(weight, accum, indices, order, starts, src, coef, grad,
         for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
             _row_gradient(u, order, starts, src, coef, grad, buf)
             r = indices[u]
-            sq = buf[0] * buf[0]
-            for j in range(1, dim):
-                sq += buf[j] * buf[j]
-            h = accum[r] + sq / dim_f
+            h = accum[r] + _sum_squares(buf) / dim_f
             accum[r] = h
             step = lr / (np.sqrt(h) + eps)
             for j in range(dim):
