@@ -254,7 +254,11 @@ class Word2Vec:
         rng = np.random.default_rng(self.seed)
         # gensim 4's initialisation, uniform on [-1, 1) / dim (twice the C tool's spread): with the C
         # tool's, scores on small corpora were measurably below gensim's (scripts/compare_gensim.py).
-        syn0 = (rng.random((v, dim), dtype=np.float32) * np.float32(2.0) - np.float32(1.0)) / np.float32(dim)
+        syn0 = rng.random((v, dim), dtype=np.float32)
+        # In place (the same float32 operations as one expression): no table-sized temporaries.
+        syn0 *= np.float32(2.0)
+        syn0 -= np.float32(1.0)
+        syn0 /= np.float32(dim)
         self.syn1neg = np.zeros((v, dim), dtype=np.float32)
         shape = (v, dim) if self.optimizer == "adagrad" else (0, dim)
         self.accum0 = np.zeros(shape, dtype=np.float32)
