@@ -40,23 +40,36 @@ def gather(weight, ids, out):
 
 @jit()
 def _radix_argsort(keys, nbits):
-    """Stable argsort of non-negative int keys below ``2**nbits`` (LSD radix, 11 bits a pass)."""
+    """Stable argsort of non-negative int keys below ``2**nbits`` (LSD radix, 11 bits a pass).
+
+    The histograms of every pass are counted in one read of the keys, and the first pass reads the
+    keys in place rather than through an identity permutation.
+    """
     n = keys.size
-    order = np.arange(n)
+    passes = max((nbits + 10) // 11, 1)
+    count = np.zeros((passes, 2049), dtype=np.int64)
+    for i in range(n):
+        k = keys[i]
+        for p in range(passes):
+            count[p, ((k >> (11 * p)) & 2047) + 1] += 1
+    order = np.empty(n, dtype=np.int64)
     tmp = np.empty(n, dtype=np.int64)
-    shift = 0
-    while shift < nbits:
-        count = np.zeros(2049, dtype=np.int64)
-        for i in range(n):
-            count[((keys[order[i]] >> shift) & 2047) + 1] += 1
+    for p in range(passes):
+        c = count[p]
         for b in range(2048):
-            count[b + 1] += count[b]
-        for i in range(n):
-            k = (keys[order[i]] >> shift) & 2047
-            tmp[count[k]] = order[i]
-            count[k] += 1
-        order, tmp = tmp, order
-        shift += 11
+            c[b + 1] += c[b]
+        if p == 0:
+            for i in range(n):
+                d = keys[i] & 2047
+                order[c[d]] = i
+                c[d] += 1
+        else:
+            for i in range(n):
+                o = order[i]
+                d = (keys[o] >> (11 * p)) & 2047
+                tmp[c[d]] = o
+                c[d] += 1
+            order, tmp = tmp, order
     return order
 
 
@@ -99,7 +112,7 @@ def segments(ids, skip):
         kept[m] = i
         m += 1
     starts[u] = m
-    return indices[:u].copy(), kept[:m].copy(), starts[: u + 1].copy()
+    return indices[:u], kept[:m], starts[: u + 1]
 
 
 @jit(inline="always")
