@@ -196,3 +196,26 @@ def test_byte_ranges_start_at_lines_and_together_read_the_whole_file(tricky_corp
     assert all(o == 0 or o == len(data) or data[o - 1 : o] == b"\n" for o in offsets)
     table = C.WordTable.from_words(_python_reading(tricky_corpus)[0])
     assert _numba_encoding(tricky_corpus, table, offsets) == _numba_encoding(tricky_corpus, table)
+
+
+@pytest.mark.parametrize("workers", [2, 3, 7])
+def test_counting_in_threads_gives_the_same_table_and_one_warning(tricky_corpus, workers):
+    with pytest.warns(UnicodeWarning, match="invalid UTF-8") as one_record:
+        one, one_tokens, one_sentences = C.count_file(tricky_corpus)
+    with pytest.warns(UnicodeWarning, match="invalid UTF-8") as record:
+        table, n_tokens, n_sentences = C.count_file(tricky_corpus, workers)
+    assert [str(w.message) for w in record] == [str(w.message) for w in one_record]
+    # Merged in file order: the same ids (first-seen order), counts and totals as one thread.
+    assert table.words(range(table.n_words)) == one.words(range(one.n_words))
+    assert table.counts.tolist() == one.counts.tolist()
+    assert (n_tokens, n_sentences) == (one_tokens, one_sentences)
+
+
+def test_merging_word_tables_grows_the_target_and_adds_counts():
+    a = C.WordTable.from_words(["x", "y"])
+    a.counts[:2] = [5, 1]
+    b = C.WordTable.from_words([f"w{i}" for i in range(100)] + ["y"])
+    b.counts[:101] = np.arange(1, 102)
+    a.merge(b)
+    assert a.words(range(a.n_words)) == ["x", "y"] + [f"w{i}" for i in range(100)]
+    assert a.counts[: a.n_words].tolist() == [5, 1 + 101] + list(range(1, 101))

@@ -530,6 +530,48 @@ def insert_words(arena, word_off, n_words, slots):
         slots[_slot(arena, lo, hi, h, slots, word_off, arena)] = _slot_value(h, w)
 
 
+@jit(inline="always")
+def _add_word(data, lo, hi, h, slot, n_words, slots, word_off, arena, counts):
+    """Put the new word ``data[lo:hi]`` (hash ``h``, empty ``slot``) in the table as id ``n_words`` with
+    count 0; return its id, or -1 if the table is full."""
+    used = word_off[n_words]
+    if n_words + 1 >= counts.shape[0] or 2 * (n_words + 1) > slots.shape[0] or used + (hi - lo) > arena.shape[0]:
+        return -1
+    arena[used : used + (hi - lo)] = data[lo:hi]
+    word_off[n_words + 1] = used + (hi - lo)
+    counts[n_words] = 0
+    slots[slot] = _slot_value(h, n_words)
+    return n_words
+
+
+@jit()
+def merge_counts(src_arena, src_off, src_counts, state, slots, word_off, arena, counts):
+    """Add the words ``state[0]:`` of another table, with their counts, to this one (new words in the
+    other table's order). ``state`` (int64, updated) is [next word of the other table, words here].
+
+    Returns 0 when done, or 1 when this table is full: grow it and call again.
+    """
+    n_words = state[1]
+    for w2 in range(state[0], src_counts.shape[0]):
+        lo = src_off[w2]
+        hi = src_off[w2 + 1]
+        h = _FNV_OFFSET
+        for k in range(lo, hi):
+            h = (h ^ np.uint64(src_arena[k])) * _FNV_PRIME
+        slot = _slot(src_arena, lo, hi, h, slots, word_off, arena)
+        if slots[slot] >= 0:
+            w = slots[slot] & _LOW32
+        else:
+            w = _add_word(src_arena, lo, hi, h, slot, n_words, slots, word_off, arena, counts)
+            if w < 0:
+                state[0], state[1] = w2, n_words
+                return 1
+            n_words += 1
+        counts[w] += src_counts[w2]
+    state[0], state[1] = src_counts.shape[0], n_words
+    return 0
+
+
 @jit()
 def count_block(data, state, slots, word_off, arena, counts):
     """Count the words of ``data[state[0]:]``, adding new words to the table.
@@ -555,16 +597,10 @@ def count_block(data, state, slots, word_off, arena, counts):
         if slots[slot] >= 0:
             w = slots[slot] & _LOW32
         else:
-            used = word_off[n_words]
-            if n_words + 1 >= counts.shape[0] or 2 * (n_words + 1) > slots.shape[0] \
-                    or used + (j - i) > arena.shape[0]:
+            w = _add_word(data, i, j, h, slot, n_words, slots, word_off, arena, counts)
+            if w < 0:
                 status = 1
                 break
-            arena[used : used + (j - i)] = data[i:j]
-            w = n_words
-            word_off[w + 1] = used + (j - i)
-            counts[w] = 0
-            slots[slot] = _slot_value(h, w)
             n_words += 1
         counts[w] += 1
         if line_tok % MAX_SENTENCE == 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import warnings
 from array import array
 from collections import defaultdict
@@ -86,6 +87,11 @@ def check_corpus_file(path) -> str:
     return path
 
 
+def _warn_invalid(path, offset, stacklevel):
+    warnings.warn(f"{path}: invalid UTF-8 at byte {offset}; invalid bytes were replaced by U+FFFD",
+                  UnicodeWarning, stacklevel=stacklevel + 1)
+
+
 def file_sentences(path):
     """Yield the sentences of a text file as token lists.
 
@@ -118,12 +124,7 @@ def file_sentences(path):
             except UnicodeDecodeError as err:
                 text = block.decode("utf-8", errors="replace")
                 if not warned:
-                    warnings.warn(
-                        f"{path}: invalid UTF-8 at byte {offset + err.start}; invalid bytes were "
-                        "replaced by U+FFFD",
-                        UnicodeWarning,
-                        stacklevel=2,
-                    )
+                    _warn_invalid(path, offset + err.start, stacklevel=3)
                     warned = True
             offset += len(block)
             for line in text.split("\n"):
@@ -258,6 +259,16 @@ class WordTable:
         if used + nbytes > self.arena.shape[0]:
             self.arena = np.resize(self.arena, max(used + nbytes, 2 * self.arena.shape[0]))
 
+    def merge(self, other):
+        """Add ``other``'s words and counts; its new words get the next ids, in ``other``'s order."""
+        state = np.array([0, self.n_words], dtype=np.int64)
+        nbytes = int(other.word_off[other.n_words])
+        while _k.merge_counts(other.arena, other.word_off, other.counts[: other.n_words], state,
+                              *self.kernel_args(), self.counts):
+            self.n_words = int(state[1])
+            self.reserve(max(self.n_words, other.n_words), nbytes)
+        self.n_words = int(state[1])
+
     def words(self, ids):
         """The words with ids ``ids``, as str."""
         arena, off = self.arena, self.word_off
@@ -267,13 +278,14 @@ class WordTable:
         return self.slots, self.word_off, self.arena
 
 
-def read_blocks(path, lo=0, hi=None, block_bytes=_SCAN_BYTES, warn=True):
+def read_blocks(path, lo=0, hi=None, block_bytes=_SCAN_BYTES, warn=True, invalid=None):
     """Yield the bytes ``lo:hi`` of a file in blocks of whole lines, as valid UTF-8 uint8 arrays.
 
     ``lo`` and ``hi`` must be line starts (see :func:`byte_ranges`). Invalid UTF-8 is replaced by U+FFFD,
-    with one warning per call when ``warn``, exactly as :func:`file_sentences` decodes.
+    with one warning per call when ``warn``, exactly as :func:`file_sentences` decodes; or, when
+    ``invalid`` is a list, the offset of the first invalid byte is appended to it instead.
     """
-    warned = not warn
+    warned = not warn or invalid is not None
     with open(path, "rb") as f:
         hi = os.fstat(f.fileno()).st_size if hi is None else hi
         f.seek(lo)
@@ -290,28 +302,21 @@ def read_blocks(path, lo=0, hi=None, block_bytes=_SCAN_BYTES, warn=True):
                 try:
                     block.decode("utf-8")
                 except UnicodeDecodeError as err:
+                    if invalid is not None and not invalid:
+                        invalid.append(offset + err.start)
                     if not warned:
-                        warnings.warn(f"{path}: invalid UTF-8 at byte {offset + err.start}; invalid bytes were "
-                                      "replaced by U+FFFD", UnicodeWarning, stacklevel=3)
+                        _warn_invalid(path, offset + err.start, stacklevel=3)
                         warned = True
                     block = block.decode("utf-8", errors="replace").encode("utf-8")
             offset += raw
             yield np.frombuffer(block, dtype=np.uint8)
 
 
-def count_file(path):
-    """Count the words of a text file with the Numba reader.
-
-    Returns
-    -------
-    table : WordTable
-        Every distinct word, ids in first-seen order, with ``table.counts``.
-    n_tokens, n_sentences : int
-        Tokens, and sentences as :func:`file_sentences` makes them.
-    """
+def _count_range(path, lo, hi, invalid):
+    """Count the words of bytes ``lo:hi`` of a file: (WordTable, tokens, sentences)."""
     table = WordTable()
     state = np.zeros(5, dtype=np.int64)
-    for block in read_blocks(check_corpus_file(path)):
+    for block in read_blocks(path, lo, hi, invalid=invalid):
         state[0] = 0
         table.reserve(0, block.shape[0])
         # The table is kept small (it is probed once per token, so it should stay in cache) and grown
@@ -320,8 +325,51 @@ def count_file(path):
             table.n_words = int(state[1])
             table.reserve(max(table.n_words, 1024), block.shape[0])
         table.n_words = int(state[1])
-    table.counts = table.counts[: table.n_words]
     return table, int(state[2]), int(state[3])
+
+
+def count_file(path, workers=1):
+    """Count the words of a text file with the Numba reader.
+
+    ``workers`` threads count equal byte ranges of the file at once (the kernel releases the GIL);
+    their tables are then merged in file order, so the result is the same for any number of them.
+
+    Returns
+    -------
+    table : WordTable
+        Every distinct word, ids in first-seen order, with ``table.counts``.
+    n_tokens, n_sentences : int
+        Tokens, and sentences as :func:`file_sentences` makes them.
+    """
+    path = check_corpus_file(path)
+    offsets = byte_ranges(path, max(int(workers), 1))
+    n = len(offsets) - 1
+    parts, invalid, errors = [None] * n, [[] for _ in range(n)], []
+
+    def count(t):
+        try:
+            parts[t] = _count_range(path, offsets[t], offsets[t + 1], invalid[t])
+        except BaseException as err:  # re-raised in the calling thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=count, args=(t,), daemon=True) for t in range(1, n)]
+    for th in threads:
+        th.start()
+    count(0)
+    for th in threads:
+        th.join()
+    if errors:
+        raise errors[0]
+    first_invalid = [x[0] for x in invalid if x]
+    if first_invalid:
+        _warn_invalid(path, first_invalid[0], stacklevel=2)
+    table, n_tokens, n_sentences = parts[0]
+    for other, tokens, sentences in parts[1:]:
+        table.merge(other)
+        n_tokens += tokens
+        n_sentences += sentences
+    table.counts = table.counts[: table.n_words]
+    return table, n_tokens, n_sentences
 
 
 def byte_ranges(path, n):

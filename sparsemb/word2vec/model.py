@@ -227,7 +227,7 @@ class Word2Vec:
         if self.max_vocab_size:
             words, counts = count_words(stream, self.max_vocab_size)
         elif key[0] == "file":
-            table, _, self.corpus_count = _corpus.count_file(key[1])
+            table, _, self.corpus_count = _corpus.count_file(key[1], self.workers)
             counts = table.counts
         else:
             words, counts, encoded = _corpus.scan(stream)
