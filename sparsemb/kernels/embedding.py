@@ -12,6 +12,7 @@ import numpy as np
 from numba import prange
 
 from .._config import jit
+from .prefetch import AHEAD, prefetch_row
 
 #: Unique rows handled per parallel task: large enough to amortise a per-task scratch buffer,
 #: small enough to balance two cores on Zipf-skewed batches.
@@ -30,9 +31,13 @@ def first_out_of_range(ids, n):
 
 @jit(parallel=True)
 def gather(weight, ids, out):
-    """``out[i] = weight[ids[i]]`` for a flat ``ids``; rows copied in parallel."""
+    """``out[i] = weight[ids[i]]`` for a flat ``ids``; rows copied in parallel, each asked for
+    :data:`~sparsemb.kernels.prefetch.AHEAD` rows ahead."""
     dim = weight.shape[1]
-    for i in prange(ids.size):
+    n = ids.size
+    for i in prange(n):
+        if i + AHEAD < n:
+            prefetch_row(weight, ids[i + AHEAD])
         r = ids[i]
         for j in range(dim):
             out[i, j] = weight[r, j]
@@ -133,12 +138,22 @@ def _row_gradient(u, order, starts, src, coef, grad, buf):
                 buf[j] += grad[r, j]
 
 
+@jit(inline="always")
+def prefetch_gradient(u, order, starts, src, grad):
+    """Ask for the first occurrence row of unique row ``u`` (most rows of a batch occur once)."""
+    k = starts[u]
+    i = order[k] if order.size else k
+    prefetch_row(grad, src[i] if src.size else i)
+
+
 @jit(parallel=True)
 def segment_sum(order, starts, src, coef, grad, out):
     """``out[u] = sum over occurrences of row u of coef[i] * grad[src[i]]``; one thread per row."""
     n_unique = starts.size - 1
     for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
         for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+            if u + AHEAD < n_unique:
+                prefetch_gradient(u + AHEAD, order, starts, src, grad)
             _row_gradient(u, order, starts, src, coef, grad, out[u])
 
 

@@ -14,7 +14,8 @@ import numpy as np
 from numba import prange
 
 from .._config import jit
-from .embedding import _BLOCK, _row_gradient
+from .embedding import _BLOCK, _row_gradient, prefetch_gradient
+from .prefetch import AHEAD, prefetch_row
 
 
 @jit(inline="always")
@@ -42,6 +43,9 @@ def sgd_step(weight, indices, order, starts, src, coef, grad, lr):
     for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
         for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+            if u + AHEAD < n_unique:
+                prefetch_gradient(u + AHEAD, order, starts, src, grad)
+                prefetch_row(weight, indices[u + AHEAD])
             _row_gradient(u, order, starts, src, coef, grad, buf)
             r = indices[u]
             for j in range(buf.shape[0]):
@@ -55,6 +59,10 @@ def adagrad_step(weight, accum, indices, order, starts, src, coef, grad, clr, ep
     for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
         for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+            if u + AHEAD < n_unique:
+                prefetch_gradient(u + AHEAD, order, starts, src, grad)
+                prefetch_row(weight, indices[u + AHEAD])
+                prefetch_row(accum, indices[u + AHEAD])
             _row_gradient(u, order, starts, src, coef, grad, buf)
             adagrad_row_update(weight, accum, indices[u], buf, clr, eps)
 
@@ -81,6 +89,9 @@ def rowwise_adagrad_step(weight, accum, indices, order, starts, src, coef, grad,
     for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
         buf = np.empty(dim, dtype=grad.dtype)
         for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+            if u + AHEAD < n_unique:
+                prefetch_gradient(u + AHEAD, order, starts, src, grad)
+                prefetch_row(weight, indices[u + AHEAD])
             _row_gradient(u, order, starts, src, coef, grad, buf)
             r = indices[u]
             h = accum[r] + _sum_squares(buf) / dim_f
@@ -99,6 +110,11 @@ def sparse_adam_step(weight, exp_avg, exp_avg_sq, indices, order, starts, src, c
     for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
         for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+            if u + AHEAD < n_unique:
+                prefetch_gradient(u + AHEAD, order, starts, src, grad)
+                prefetch_row(weight, indices[u + AHEAD])
+                prefetch_row(exp_avg, indices[u + AHEAD])
+                prefetch_row(exp_avg_sq, indices[u + AHEAD])
             _row_gradient(u, order, starts, src, coef, grad, buf)
             r = indices[u]
             for j in range(buf.shape[0]):

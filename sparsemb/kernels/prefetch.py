@@ -1,0 +1,49 @@
+"""Software prefetch: ask for a table row a few iterations before it is read.
+
+Gathering rows at random (lookups, bags, the optimizers' reads of gradient rows) is bound by memory
+latency, not bandwidth: without help the core waits for each row in turn. Asking for the row needed
+``AHEAD`` iterations later keeps several rows in flight. A prefetch is only a hint to the CPU: it
+never faults, whatever the address, and never changes a result.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .._config import jit
+
+#: Iterations between asking for a row and reading it (measured on the lookup of scripts/bench_kernels.py).
+AHEAD = 8
+
+_LINE = 64
+
+
+@intrinsic
+def _prefetch(typingctx, table, row, col):
+    """LLVM's ``prefetch`` (read, keep in all cache levels) of the line holding ``table[row, col]``."""
+    if not (isinstance(table, types.Array) and table.ndim == 2):
+        return None
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:])]
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(table, row, col), codegen
+
+
+@jit(inline="always")
+def prefetch_row(table, row):
+    """Ask for every cache line of ``table[row]``."""
+    step = max(_LINE // table.itemsize, 1)
+    for c in range(0, table.shape[1], step):
+        _prefetch(table, row, c)
