@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from .._config import jit
 from .optim import adagrad_row_update
+from .prefetch import prefetch_row
 
 MAX_EXP = 6.0
 EXP_TABLE_SIZE = 1000
@@ -155,29 +156,35 @@ def _pair(f, label, sigmoid, logsig):
     return (np.float32(1.0) - label) * f - logsig[idx], label - sigmoid[idx]
 
 
+@jit(inline="always")
+def _draw_targets(center, targets, negative, neg_prob, neg_alias, state):
+    """``targets[0] = center``, then ``negative`` noise words, leaving out any equal to ``center`` (as
+    gensim does). Returns how many targets there are, and the generator state."""
+    targets[0] = center
+    nt = 1
+    for k in range(negative):
+        state, t = _draw(state, neg_prob, neg_alias)
+        if t != center:
+            targets[nt] = t
+            nt += 1
+    return nt, state
+
+
 @jit(inline="always", fastmath=True)
-def _output_layer(h, hrow, center, syn1, acc1, neg_prob, neg_alias, negative, alpha, eps, adagrad,
-                  sigmoid, logsig, work, state):
-    """Score hidden vector ``h[hrow]`` against ``center`` (label 1) and ``negative`` sampled words (label 0).
+def _output_layer(h, hrow, targets, nt, syn1, acc1, alpha, eps, adagrad, sigmoid, logsig, work):
+    """Score hidden vector ``h[hrow]`` against ``targets[0]`` (label 1) and ``targets[1:nt]`` (label 0).
 
     Updates each output row in place (SGD, or lazy Adagrad on that row) and leaves in ``work[1]`` the
     step for the input side: ``+alpha * sum(err * syn1[t])`` for SGD, the raw gradient for Adagrad
-    (``work[2]`` is scratch). Returns the loss of this example and the generator state.
+    (``work[2]`` is scratch). Returns the loss of this example.
     """
     dim = syn1.shape[1]
     for d in range(dim):
         work[1, d] = 0.0
     loss = 0.0
-    for k in range(negative + 1):
-        if k == 0:
-            target = np.int64(center)
-            label = np.float32(1.0)
-        else:
-            state, target = _draw(state, neg_prob, neg_alias)
-            if target == center:
-                continue
-            label = np.float32(0.0)
-        l, err = _pair(_dot(h, hrow, syn1, target), label, sigmoid, logsig)
+    for k in range(nt):
+        target = targets[k]
+        l, err = _pair(_dot(h, hrow, syn1, target), np.float32(k == 0), sigmoid, logsig)
         loss += l
         if err == 0.0:
             continue
@@ -191,7 +198,7 @@ def _output_layer(h, hrow, center, syn1, acc1, neg_prob, neg_alias, negative, al
             for d in range(dim):
                 work[1, d] += g * syn1[target, d]
                 syn1[target, d] += g * h[hrow, d]
-    return loss, state
+    return loss
 
 
 @jit(inline="always", fastmath=True)
@@ -209,8 +216,9 @@ def _apply_step(table, acc, row, step, srow, scale, alpha, eps, adagrad, scratch
 
 @jit(inline="always", fastmath=True)
 def _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alias, negative, alpha,
-               eps, adagrad, sigmoid, logsig, work, state):
-    """Skip-gram around position ``i``: each context word's input vector predicts the centre word."""
+               eps, adagrad, sigmoid, logsig, work, rows, state):
+    """Skip-gram around position ``i``: each context word's input vector predicts the centre word
+    against its own noise words (in ``rows[1]``)."""
     loss = 0.0
     pairs = 0
     one = np.float32(1.0)
@@ -218,10 +226,9 @@ def _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alia
         if j == i:
             continue
         ctx = sent[j]
-        l, state = _output_layer(syn0, ctx, sent[i], syn1, acc1, neg_prob, neg_alias, negative, alpha,
-                                 eps, adagrad, sigmoid, logsig, work, state)
+        nt, state = _draw_targets(sent[i], rows[1], negative, neg_prob, neg_alias, state)
+        loss += _output_layer(syn0, ctx, rows[1], nt, syn1, acc1, alpha, eps, adagrad, sigmoid, logsig, work)
         _apply_step(syn0, acc0, ctx, work, 1, one, alpha, eps, adagrad, work[2])
-        loss += l
         pairs += 1
     return loss, pairs, state
 
@@ -273,13 +280,7 @@ def _sg_center_shared(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, n
             nc += 1
     if nc == 0:
         return 0.0, 0, state
-    rows[1, 0] = center
-    nt = 1
-    for k in range(negative):
-        state, target = _draw(state, neg_prob, neg_alias)
-        if target != center:
-            rows[1, nt] = target
-            nt += 1
+    nt, state = _draw_targets(center, rows[1], negative, neg_prob, neg_alias, state)
     loss = 0.0
     for c in range(nc):
         for k in range(nt):
@@ -311,13 +312,16 @@ def _cbow_center(sent, n, i, b, window, cbow_mean, syn0, syn1, acc0, acc1, neg_p
             count += 1
     if count == 0:
         return 0.0, 0, state
+    # The noise words are drawn first so that their rows can be on their way while the context is summed.
+    nt, state = _draw_targets(sent[i], rows[1], negative, neg_prob, neg_alias, state)
+    for k in range(1, nt):
+        prefetch_row(syn1, rows[1, k])
     _mix(work, 0, unit, syn0, rows[0], count)
     inv = np.float32(1.0) / np.float32(count)
     if cbow_mean:
         for d in range(syn0.shape[1]):
             work[0, d] *= inv
-    loss, state = _output_layer(work, 0, sent[i], syn1, acc1, neg_prob, neg_alias, negative, alpha, eps,
-                                adagrad, sigmoid, logsig, work, state)
+    loss = _output_layer(work, 0, rows[1], nt, syn1, acc1, alpha, eps, adagrad, sigmoid, logsig, work)
     # gensim's choice: with a summed context the error is shared out, with a mean it is not.
     scale = np.float32(1.0) if cbow_mean else inv
     for c in range(count):
@@ -397,6 +401,11 @@ def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_pro
                 n += 1
         words += n
         for i in range(n):
+            # The rows that join the work a few centre words from now: the word entering the window
+            # (an input row) and that centre word itself (an output row).
+            if i + window + 2 < n:
+                prefetch_row(syn0, sent[i + window + 2])
+                prefetch_row(syn1, sent[i + 2])
             state, r = _rand32(state)
             b = r % window
             if sg and shared:
@@ -405,7 +414,7 @@ def train_stretch(ids, starts, s_lo, s_hi, syn0, syn1, acc0, acc1, keep, neg_pro
                                                 steps, rows, coef, state)
             elif sg:
                 l, c, state = _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alias,
-                                         negative, alpha, eps, adagrad, sigmoid, logsig, work, state)
+                                         negative, alpha, eps, adagrad, sigmoid, logsig, work, rows, state)
             else:
                 l, c, state = _cbow_center(sent, n, i, b, window, cbow_mean, syn0, syn1, acc0, acc1, neg_prob,
                                            neg_alias, negative, alpha, eps, adagrad, sigmoid, logsig, work, rows, unit,
