@@ -281,6 +281,8 @@ def _sg_center_shared(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, n
     if nc == 0:
         return 0.0, 0, state
     nt, state = _draw_targets(center, rows[1], negative, neg_prob, neg_alias, state)
+    for k in range(1, nt):
+        prefetch_row(syn1, rows[1, k])
     loss = 0.0
     for c in range(nc):
         for k in range(nt):
