@@ -138,6 +138,7 @@ def median(runs, key):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=4_000_000, help="corpus size to reach (default 4e6)")
+    parser.add_argument("--corpus", help="train on this text file instead of the repeated wiki text")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs per side (default 3)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
@@ -148,6 +149,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     corpus, n_tokens, tiny = make_corpus(args.cache, args.tokens)
+    if args.corpus:
+        corpus = args.corpus
+        with open(corpus, "rb") as f:
+            n_tokens = sum(len(line.split()) for line in f)
     work = tempfile.mkdtemp(prefix="sparsemb-bench-")
     say = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
     try:
@@ -218,8 +223,9 @@ def main(argv=None):
     header = [f"machine: {bu.cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
               f"software: {bu.versions()}, gensim {gensim_version()}",
               f"date: {datetime.date.today().isoformat()}",
-              f"corpus: gensim's shortened English Wikipedia dump as text, repeated: {n_tokens} tokens, "
-              f"{os.path.getsize(corpus) / 2**20:.0f} MiB",
+              (f"corpus: {corpus}: " if args.corpus else
+               "corpus: gensim's shortened English Wikipedia dump as text, repeated: ")
+              + f"{n_tokens} tokens, {os.path.getsize(corpus) / 2**20:.0f} MiB",
               f"flags: dim 100, window 5, negative 5, sample 1e-3, min_count 5, 1 epoch, {args.threads} threads",
               f"other processes' CPU use during the run: {bu.other_cpu_with_children():.0%} of the machine",
               "command: python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])]

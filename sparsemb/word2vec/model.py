@@ -247,6 +247,8 @@ class Word2Vec:
             self._cached = (key, encoded.keep(remap))
         logger.info("vocabulary: %d words of %d distinct, %d tokens", len(self.vocab), counts.shape[0],
                     self.corpus_total_words)
+        # Every distinct word of the corpus is in the counting table: let it go before the tables exist.
+        table = counts = words = None
         self._init_tables()
 
     def _init_tables(self):
@@ -375,7 +377,9 @@ class Word2Vec:
                 _call(callbacks, "on_epoch_end", self)
         finally:
             bar.close()
-            self.wv.fill_norms(force=True)
+            # Computed again when a query needs them, as gensim does (not here: np.linalg.norm would
+            # briefly hold a table-sized temporary at the end of every train()).
+            self.wv.norms = None
         self.train_seconds = time.perf_counter() - started
         self.train_words = total
         logger.info("trained on %d words in %.2f s, %.0f words/s", total, self.train_seconds,
