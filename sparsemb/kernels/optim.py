@@ -15,7 +15,7 @@ from numba import prange
 
 from .._config import jit
 from .embedding import _BLOCK, _row_gradient, prefetch_gradient
-from .prefetch import AHEAD, prefetch_row
+from .prefetch import AHEAD, prefetch_item, prefetch_row
 
 
 @jit(inline="always")
@@ -92,6 +92,7 @@ def rowwise_adagrad_step(weight, accum, indices, order, starts, src, coef, grad,
             if u + AHEAD < n_unique:
                 prefetch_gradient(u + AHEAD, order, starts, src, grad)
                 prefetch_row(weight, indices[u + AHEAD])
+                prefetch_item(accum, indices[u + AHEAD])
             _row_gradient(u, order, starts, src, coef, grad, buf)
             r = indices[u]
             h = accum[r] + _sum_squares(buf) / dim_f

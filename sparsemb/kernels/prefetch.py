@@ -21,15 +21,18 @@ _LINE = 64
 
 
 @intrinsic
-def _prefetch(typingctx, table, row, col):
-    """LLVM's ``prefetch`` (read, keep in all cache levels) of the line holding ``table[row, col]``."""
-    if not (isinstance(table, types.Array) and table.ndim == 2):
+def _prefetch(typingctx, array, index):
+    """LLVM's ``prefetch`` (read, keep in all cache levels) of the line holding ``array[index]``
+    (``index`` a tuple of ints, one per dimension)."""
+    if not (isinstance(array, types.Array) and isinstance(index, types.BaseTuple) and len(index) == array.ndim
+            and all(isinstance(t, types.Integer) for t in index)):
         return None
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
+        aryty, idxty = signature.args
         ary = context.make_array(aryty)(context, builder, args[0])
-        idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:])]
+        idx = [context.cast(builder, builder.extract_value(args[1], k), t, types.intp)
+               for k, t in enumerate(idxty)]
         ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
@@ -38,12 +41,18 @@ def _prefetch(typingctx, table, row, col):
         builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
 
-    return types.void(table, row, col), codegen
+    return types.void(array, index), codegen
 
 
 @jit(inline="always")
 def prefetch_row(table, row):
-    """Ask for every cache line of ``table[row]``."""
+    """Ask for every cache line of ``table[row]`` (a 2-D table)."""
     step = max(_LINE // table.itemsize, 1)
     for c in range(0, table.shape[1], step):
-        _prefetch(table, row, c)
+        _prefetch(table, (row, c))
+
+
+@jit(inline="always")
+def prefetch_item(array, i):
+    """Ask for the cache line holding ``array[i]`` (a 1-D array)."""
+    _prefetch(array, (i,))
