@@ -9,7 +9,7 @@ from __future__ import annotations
 from numba import prange
 
 from .._config import jit
-from .prefetch import AHEAD, prefetch_row
+from .prefetch import prefetch_ahead
 
 SUM, MEAN, MAX = 0, 1, 2
 
@@ -28,8 +28,7 @@ def bag_forward(weight, ids, starts, psw, mode, padding_idx, out, counts, argmax
             out[b, j] = 0
         n = 0
         for k in range(starts[b], starts[b + 1]):
-            if k + AHEAD < ids.size:
-                prefetch_row(weight, ids[k + AHEAD])
+            prefetch_ahead(weight, ids, k)
             r = ids[k]
             if r == padding_idx:
                 continue

@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from .._config import jit
-from .prefetch import AHEAD, prefetch_row
+from .prefetch import AHEAD, prefetch_ahead, prefetch_row
 
 #: Unique rows handled per parallel task: large enough to amortise a per-task scratch buffer,
 #: small enough to balance two cores on Zipf-skewed batches.
@@ -36,8 +36,7 @@ def gather(weight, ids, out):
     dim = weight.shape[1]
     n = ids.size
     for i in prange(n):
-        if i + AHEAD < n:
-            prefetch_row(weight, ids[i + AHEAD])
+        prefetch_ahead(weight, ids, i)
         r = ids[i]
         for j in range(dim):
             out[i, j] = weight[r, j]
