@@ -150,3 +150,23 @@ def test_non_integer_ids_rejected():
 def test_coalesce_grad_shape_mismatch_names_both_shapes():
     with pytest.raises(ValueError, match=r"\(3, 2\).*\(4,"):
         sm.kernels.coalesce(np.array([0, 1, 2, 3]), np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("dtype,dim", [(np.float32, 64), (np.float64, 32), (np.float32, 100)])
+def test_rows_long_enough_to_be_prefetched_give_the_reference_results(rng, dtype, dim):
+    # Rows of 256 bytes or more are asked for ahead of use (kernels/prefetch.py); a hint must not
+    # change a result, at the ends of the batch included.
+    from sparsemb import reference as ref
+    from sparsemb.kernels.prefetch import AHEAD, MIN_ROW_BYTES
+
+    assert dim * np.dtype(dtype).itemsize >= MIN_ROW_BYTES
+    n = 500
+    ids = (rng.zipf(1.1, 40 * AHEAD) - 1) % n
+    w = rng.standard_normal((n, dim)).astype(dtype)
+    assert np.array_equal(sm.kernels.lookup(w, ids), w[ids])
+    g = rng.standard_normal((ids.size, dim)).astype(dtype)
+    idx, vals = sm.kernels.coalesce(ids, g)
+    np.testing.assert_allclose(vals, ref.grad(ids, g, n)[idx], rtol=1e-5, atol=1e-5)
+    offsets = np.arange(0, ids.size, 7)
+    bag = sm.EmbeddingBag.from_pretrained(w, mode="sum")
+    np.testing.assert_allclose(bag(ids, offsets), ref.bag_lookup(w, ids, offsets, mode="sum"), rtol=1e-5, atol=1e-4)

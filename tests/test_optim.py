@@ -243,3 +243,22 @@ def test_adagrad_sums_duplicates_before_squaring(ids, seed):
     opt.step()
     coalesced = ref.grad(ids, g, N)
     np.testing.assert_allclose(opt.state_dict()["state"][0]["sum"], coalesced ** 2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("opt_cls,dense,kw", CASES)
+def test_fused_step_on_rows_long_enough_to_be_prefetched(opt_cls, dense, kw):
+    # 64-wide float32 rows (256 bytes) and more unique rows than the prefetch distance: the kernels ask
+    # for weight, state and gradient rows ahead (kernels/prefetch.py), which must not change a result.
+    n, dim = 500, 64
+    emb = sm.Embedding(n, dim, dtype=np.float32, seed=5)
+    w = emb.weight.astype(np.float64)
+    opt = opt_cls([emb], **kw)
+    state = {}
+    rng = np.random.default_rng(9)
+    for t in range(1, 4):
+        ids = (rng.zipf(1.1, 400) - 1) % n
+        g = rng.standard_normal((ids.size, dim)).astype(np.float32)
+        emb(ids)
+        opt.backward_step(emb, g)
+        dense(w, ref.grad(ids, g.astype(np.float64), n), state, t, **kw)
+    np.testing.assert_allclose(emb.weight, w, rtol=1e-4, atol=1e-4)
