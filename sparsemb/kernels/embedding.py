@@ -145,6 +145,18 @@ def prefetch_gradient(u, order, starts, src, grad):
     prefetch_row(grad, src[i] if src.size else i)
 
 
+@jit(inline="always")
+def prefetch_segment_ahead(u, indices, order, starts, src, grad, weight):
+    """Ask for the first gradient row and the weight row of unique row ``u + AHEAD``; return that
+    row's id (for the caller to ask for its state rows too), or -1 past the last unique row."""
+    a = u + AHEAD
+    if a >= indices.size:
+        return -1
+    prefetch_gradient(a, order, starts, src, grad)
+    prefetch_row(weight, indices[a])
+    return indices[a]
+
+
 @jit(parallel=True)
 def segment_sum(order, starts, src, coef, grad, out):
     """``out[u] = sum over occurrences of row u of coef[i] * grad[src[i]]``; one thread per row."""

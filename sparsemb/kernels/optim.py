@@ -14,8 +14,8 @@ import numpy as np
 from numba import prange
 
 from .._config import jit
-from .embedding import _BLOCK, _row_gradient, prefetch_gradient
-from .prefetch import AHEAD, prefetch_item, prefetch_row
+from .embedding import _BLOCK, _row_gradient, prefetch_segment_ahead
+from .prefetch import prefetch_item, prefetch_row
 
 
 @jit(inline="always")
@@ -43,9 +43,7 @@ def sgd_step(weight, indices, order, starts, src, coef, grad, lr):
     for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
         for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
-            if u + AHEAD < n_unique:
-                prefetch_gradient(u + AHEAD, order, starts, src, grad)
-                prefetch_row(weight, indices[u + AHEAD])
+            prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
             _row_gradient(u, order, starts, src, coef, grad, buf)
             r = indices[u]
             for j in range(buf.shape[0]):
@@ -59,10 +57,9 @@ def adagrad_step(weight, accum, indices, order, starts, src, coef, grad, clr, ep
     for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
         for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
-            if u + AHEAD < n_unique:
-                prefetch_gradient(u + AHEAD, order, starts, src, grad)
-                prefetch_row(weight, indices[u + AHEAD])
-                prefetch_row(accum, indices[u + AHEAD])
+            ahead = prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
+            if ahead >= 0:
+                prefetch_row(accum, ahead)
             _row_gradient(u, order, starts, src, coef, grad, buf)
             adagrad_row_update(weight, accum, indices[u], buf, clr, eps)
 
@@ -89,10 +86,9 @@ def rowwise_adagrad_step(weight, accum, indices, order, starts, src, coef, grad,
     for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
         buf = np.empty(dim, dtype=grad.dtype)
         for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
-            if u + AHEAD < n_unique:
-                prefetch_gradient(u + AHEAD, order, starts, src, grad)
-                prefetch_row(weight, indices[u + AHEAD])
-                prefetch_item(accum, indices[u + AHEAD])
+            ahead = prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
+            if ahead >= 0:
+                prefetch_item(accum, ahead)
             _row_gradient(u, order, starts, src, coef, grad, buf)
             r = indices[u]
             h = accum[r] + _sum_squares(buf) / dim_f
@@ -111,11 +107,10 @@ def sparse_adam_step(weight, exp_avg, exp_avg_sq, indices, order, starts, src, c
     for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
         for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
-            if u + AHEAD < n_unique:
-                prefetch_gradient(u + AHEAD, order, starts, src, grad)
-                prefetch_row(weight, indices[u + AHEAD])
-                prefetch_row(exp_avg, indices[u + AHEAD])
-                prefetch_row(exp_avg_sq, indices[u + AHEAD])
+            ahead = prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
+            if ahead >= 0:
+                prefetch_row(exp_avg, ahead)
+                prefetch_row(exp_avg_sq, ahead)
             _row_gradient(u, order, starts, src, coef, grad, buf)
             r = indices[u]
             for j in range(buf.shape[0]):
