@@ -32,10 +32,9 @@ def first_out_of_range(ids, n):
 @jit(parallel=True)
 def gather(weight, ids, out):
     """``out[i] = weight[ids[i]]`` for a flat ``ids``; rows copied in parallel, each asked for
-    :data:`~sparsemb.kernels.prefetch.AHEAD` rows ahead."""
+    :data:`~sparsemb.kernels.prefetch.AHEAD` rows ahead (:func:`~sparsemb.kernels.prefetch.prefetch_ahead`)."""
     dim = weight.shape[1]
-    n = ids.size
-    for i in prange(n):
+    for i in prange(ids.size):
         prefetch_ahead(weight, ids, i)
         r = ids[i]
         for j in range(dim):

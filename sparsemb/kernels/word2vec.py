@@ -157,14 +157,16 @@ def _pair(f, label, sigmoid, logsig):
 
 
 @jit(inline="always")
-def _draw_targets(center, targets, negative, neg_prob, neg_alias, state):
+def _draw_targets(center, targets, negative, neg_prob, neg_alias, syn1, state):
     """``targets[0] = center``, then ``negative`` noise words, leaving out any equal to ``center`` (as
-    gensim does). Returns how many targets there are, and the generator state."""
+    gensim does), each output row asked for as it is drawn. Returns how many targets there are, and
+    the generator state."""
     targets[0] = center
     nt = 1
     for k in range(negative):
         state, t = _draw(state, neg_prob, neg_alias)
         if t != center:
+            prefetch_row(syn1, t)
             targets[nt] = t
             nt += 1
     return nt, state
@@ -226,7 +228,7 @@ def _sg_center(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, neg_alia
         if j == i:
             continue
         ctx = sent[j]
-        nt, state = _draw_targets(sent[i], rows[1], negative, neg_prob, neg_alias, state)
+        nt, state = _draw_targets(sent[i], rows[1], negative, neg_prob, neg_alias, syn1, state)
         loss += _output_layer(syn0, ctx, rows[1], nt, syn1, acc1, alpha, eps, adagrad, sigmoid, logsig, work)
         _apply_step(syn0, acc0, ctx, work, 1, one, alpha, eps, adagrad, work[2])
         pairs += 1
@@ -280,9 +282,7 @@ def _sg_center_shared(sent, n, i, b, window, syn0, syn1, acc0, acc1, neg_prob, n
             nc += 1
     if nc == 0:
         return 0.0, 0, state
-    nt, state = _draw_targets(center, rows[1], negative, neg_prob, neg_alias, state)
-    for k in range(1, nt):
-        prefetch_row(syn1, rows[1, k])
+    nt, state = _draw_targets(center, rows[1], negative, neg_prob, neg_alias, syn1, state)
     loss = 0.0
     for c in range(nc):
         for k in range(nt):
@@ -315,9 +315,7 @@ def _cbow_center(sent, n, i, b, window, cbow_mean, syn0, syn1, acc0, acc1, neg_p
     if count == 0:
         return 0.0, 0, state
     # The noise words are drawn first so that their rows can be on their way while the context is summed.
-    nt, state = _draw_targets(sent[i], rows[1], negative, neg_prob, neg_alias, state)
-    for k in range(1, nt):
-        prefetch_row(syn1, rows[1, k])
+    nt, state = _draw_targets(sent[i], rows[1], negative, neg_prob, neg_alias, syn1, state)
     _mix(work, 0, unit, syn0, rows[0], count)
     inv = np.float32(1.0) / np.float32(count)
     if cbow_mean:
