@@ -520,6 +520,15 @@ def _slot(data, lo, hi, h, slots, word_off, arena):
 
 
 @jit(inline="always")
+def _hash(data, lo, hi):
+    """FNV-1a hash of the word ``data[lo:hi]`` (as :func:`_token_end` computes it while scanning)."""
+    h = _FNV_OFFSET
+    for k in range(lo, hi):
+        h = (h ^ np.uint64(data[k])) * _FNV_PRIME
+    return h
+
+
+@jit(inline="always")
 def _slot_value(h, w):
     return (np.int64(h >> _SHIFT33) << 32) | w
 
@@ -533,9 +542,7 @@ def insert_words(arena, word_off, n_words, slots):
     for w in range(n_words):
         lo = word_off[w]
         hi = word_off[w + 1]
-        h = _FNV_OFFSET
-        for k in range(lo, hi):
-            h = (h ^ np.uint64(arena[k])) * _FNV_PRIME
+        h = _hash(arena, lo, hi)
         slots[_slot(arena, lo, hi, h, slots, word_off, arena)] = _slot_value(h, w)
 
 
@@ -564,9 +571,7 @@ def merge_counts(src_arena, src_off, src_counts, state, slots, word_off, arena, 
     for w2 in range(state[0], src_counts.shape[0]):
         lo = src_off[w2]
         hi = src_off[w2 + 1]
-        h = _FNV_OFFSET
-        for k in range(lo, hi):
-            h = (h ^ np.uint64(src_arena[k])) * _FNV_PRIME
+        h = _hash(src_arena, lo, hi)
         slot = _slot(src_arena, lo, hi, h, slots, word_off, arena)
         if slots[slot] >= 0:
             w = slots[slot] & _LOW32
