@@ -126,6 +126,34 @@ def test_backward_bitwise_identical_for_1_and_2_threads(rng):
     assert results[0][1].tobytes() == results[1][1].tobytes()
 
 
+@given(runs=st.lists(st.integers(1, 300), max_size=600), row_cost=st.integers(0, 8))
+def test_balanced_parts_cut_work_evenly(runs, row_cost):
+    # Each cut lies within one row's work of its share of the total, so every thread's run of
+    # consecutive ranges is balanced to within a row, whatever the skew.
+    from sparsemb.kernels.embedding import balanced_parts
+    starts = np.concatenate([[0], np.cumsum(runs, dtype=np.int64)])
+    parts = balanced_parts(starts, row_cost)
+    n = len(runs)
+    assert parts[0] == 0 and parts[-1] == n and np.all(np.diff(parts) >= 0)
+    work = np.asarray(runs, np.int64) + row_cost
+    done = np.concatenate([[0], np.cumsum(work)])  # work of rows [0, u)
+    n_parts = parts.size - 1
+    for p in range(1, n_parts):
+        share = done[-1] * p // n_parts
+        assert done[parts[p]] <= share < done[parts[p]] + max(work.max(initial=0), 1)
+
+
+def test_zipf_batch_is_split_evenly_between_two_threads(rng):
+    ids = (rng.zipf(1.1, 65536) - 1) % 1_000_000
+    from sparsemb.kernels.embedding import balanced_parts, segments
+    _, _, starts = segments(ids, -1)
+    parts = balanced_parts(starts, 2)
+    half = parts[(parts.size - 1) // 2]
+    first = starts[half] + 2 * half
+    total = starts[-1] + 2 * (starts.size - 1)
+    assert abs(first / total - 0.5) < 0.05, first / total
+
+
 def test_num_threads_restores_on_error():
     before = numba.get_num_threads()
     with pytest.raises(ZeroDivisionError):

@@ -14,7 +14,7 @@ import numpy as np
 from numba import prange
 
 from .._config import jit
-from .embedding import _BLOCK, _row_gradient, prefetch_segment_ahead
+from .embedding import _row_gradient, balanced_parts, prefetch_segment_ahead
 from .prefetch import prefetch_item, prefetch_row
 
 
@@ -31,18 +31,20 @@ def adagrad_row_update(weight, accum, row, grad, lr, eps):
         weight[row, j] -= lr * (g / (np.sqrt(s) + eps))
 
 
-# Each step kernel: for every unique row u (blocks of rows spread over threads), sum its gradient into
-# ``buf`` and update ``weight[indices[u]]`` and its state right away. Scalars arrive already cast to
-# the table's dtype so float32 tables are updated in float32 arithmetic, as PyTorch does.
+# Each step kernel: for every unique row u, sum its gradient into ``buf`` and update
+# ``weight[indices[u]]`` and its state right away. Rows go to the threads in ranges of equal work
+# (balanced_parts), a row weighing as much as two gradient rows per (N, dim) array it reads and
+# writes (measured best: SGD 2, Adagrad 4, SparseAdam 6). Scalars arrive already cast to the table's
+# dtype so float32 tables are updated in float32 arithmetic, as PyTorch does.
 
 
 @jit(parallel=True)
 def sgd_step(weight, indices, order, starts, src, coef, grad, lr):
     """``w -= lr * g`` on the rows of the gradient."""
-    n_unique = indices.size
-    for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
+    parts = balanced_parts(starts, 2)
+    for p in prange(parts.size - 1):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
-        for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+        for u in range(parts[p], parts[p + 1]):
             prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
             _row_gradient(u, order, starts, src, coef, grad, buf)
             r = indices[u]
@@ -53,10 +55,10 @@ def sgd_step(weight, indices, order, starts, src, coef, grad, lr):
 @jit(parallel=True)
 def adagrad_step(weight, accum, indices, order, starts, src, coef, grad, clr, eps):
     """PyTorch's sparse Adagrad: ``S += g²; w -= clr * g / (sqrt(S) + eps)`` with g coalesced."""
-    n_unique = indices.size
-    for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
+    parts = balanced_parts(starts, 4)
+    for p in prange(parts.size - 1):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
-        for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+        for u in range(parts[p], parts[p + 1]):
             ahead = prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
             if ahead >= 0:
                 prefetch_row(accum, ahead)
@@ -81,11 +83,11 @@ def rowwise_adagrad_step(weight, accum, indices, order, starts, src, coef, grad,
 
     ``dim_f`` is the row length in the table's dtype (keeps the mean in float32 for float32 tables).
     """
-    n_unique = indices.size
     dim = weight.shape[1]
-    for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
+    parts = balanced_parts(starts, 2)
+    for p in prange(parts.size - 1):
         buf = np.empty(dim, dtype=grad.dtype)
-        for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+        for u in range(parts[p], parts[p + 1]):
             ahead = prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
             if ahead >= 0:
                 prefetch_item(accum, ahead)
@@ -103,10 +105,10 @@ def sparse_adam_step(weight, exp_avg, exp_avg_sq, indices, order, starts, src, c
                      step_size, one_minus_beta1, one_minus_beta2, eps):
     """PyTorch's SparseAdam on the rows of the gradient; ``step_size`` carries the bias correction
     ``lr·√(1-β2ᵗ)/(1-β1ᵗ)``."""
-    n_unique = indices.size
-    for blk in prange((n_unique + _BLOCK - 1) // _BLOCK):
+    parts = balanced_parts(starts, 6)
+    for p in prange(parts.size - 1):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
-        for u in range(blk * _BLOCK, min(n_unique, (blk + 1) * _BLOCK)):
+        for u in range(parts[p], parts[p + 1]):
             ahead = prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
             if ahead >= 0:
                 prefetch_row(exp_avg, ahead)
