@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from .._config import jit
-from .prefetch import AHEAD, prefetch_ahead, prefetch_row
+from .prefetch import AHEAD, prefetch_ahead, prefetch_row, wide_rows
 
 #: Ranges of equal work that unique rows are cut into for the threads (see :func:`balanced_parts`).
 #: Fixed, not per thread (Numba cannot cache a kernel that asks for the thread count): cut points
@@ -122,11 +122,16 @@ def segments(ids, skip):
 
 @jit(inline="always")
 def _row_gradient(u, order, starts, src, coef, grad, buf):
-    """Sum occurrence rows of unique row ``u`` into ``buf`` in occurrence order (deterministic)."""
+    """Sum occurrence rows of unique row ``u`` into ``buf`` in occurrence order (deterministic),
+    asking for the gradient row :data:`~sparsemb.kernels.prefetch.AHEAD` occurrences ahead (in the
+    sorted order, so across rows too: a frequent row's occurrences are scattered over the batch)."""
     dim = buf.shape[0]
+    end = starts[starts.size - 1]
     for j in range(dim):
         buf[j] = 0
     for k in range(starts[u], starts[u + 1]):
+        if k + AHEAD < end:
+            prefetch_gradient(k + AHEAD, order, src, grad)
         i = order[k] if order.size else k
         r = src[i] if src.size else i
         if coef.size:
@@ -139,21 +144,20 @@ def _row_gradient(u, order, starts, src, coef, grad, buf):
 
 
 @jit(inline="always")
-def prefetch_gradient(u, order, starts, src, grad):
-    """Ask for the first occurrence row of unique row ``u`` (most rows of a batch occur once)."""
-    k = starts[u]
-    i = order[k] if order.size else k
-    prefetch_row(grad, src[i] if src.size else i)
+def prefetch_gradient(k, order, src, grad):
+    """Ask for the gradient row of occurrence ``k`` in sorted order."""
+    if wide_rows(grad):
+        i = order[k] if order.size else k
+        prefetch_row(grad, src[i] if src.size else i)
 
 
 @jit(inline="always")
-def prefetch_segment_ahead(u, indices, order, starts, src, grad, weight):
-    """Ask for the first gradient row and the weight row of unique row ``u + AHEAD``; return that
-    row's id (for the caller to ask for its state rows too), or -1 past the last unique row."""
+def prefetch_segment_ahead(u, indices, weight):
+    """Ask for the weight row of unique row ``u + AHEAD``; return that row's id (for the caller to
+    ask for its state rows too), or -1 past the last unique row."""
     a = u + AHEAD
     if a >= indices.size:
         return -1
-    prefetch_gradient(a, order, starts, src, grad)
     prefetch_row(weight, indices[a])
     return indices[a]
 
@@ -187,12 +191,9 @@ def balanced_parts(starts, row_cost):
 @jit(parallel=True)
 def segment_sum(order, starts, src, coef, grad, out):
     """``out[u] = sum over occurrences of row u of coef[i] * grad[src[i]]``; one thread per row."""
-    n_unique = starts.size - 1
     parts = balanced_parts(starts, 1)
     for p in prange(parts.size - 1):
         for u in range(parts[p], parts[p + 1]):
-            if u + AHEAD < n_unique:
-                prefetch_gradient(u + AHEAD, order, starts, src, grad)
             _row_gradient(u, order, starts, src, coef, grad, out[u])
 
 

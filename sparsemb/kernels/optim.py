@@ -45,7 +45,7 @@ def sgd_step(weight, indices, order, starts, src, coef, grad, lr):
     for p in prange(parts.size - 1):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
         for u in range(parts[p], parts[p + 1]):
-            prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
+            prefetch_segment_ahead(u, indices, weight)
             _row_gradient(u, order, starts, src, coef, grad, buf)
             r = indices[u]
             for j in range(buf.shape[0]):
@@ -59,7 +59,7 @@ def adagrad_step(weight, accum, indices, order, starts, src, coef, grad, clr, ep
     for p in prange(parts.size - 1):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
         for u in range(parts[p], parts[p + 1]):
-            ahead = prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
+            ahead = prefetch_segment_ahead(u, indices, weight)
             if ahead >= 0:
                 prefetch_row(accum, ahead)
             _row_gradient(u, order, starts, src, coef, grad, buf)
@@ -88,7 +88,7 @@ def rowwise_adagrad_step(weight, accum, indices, order, starts, src, coef, grad,
     for p in prange(parts.size - 1):
         buf = np.empty(dim, dtype=grad.dtype)
         for u in range(parts[p], parts[p + 1]):
-            ahead = prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
+            ahead = prefetch_segment_ahead(u, indices, weight)
             if ahead >= 0:
                 prefetch_item(accum, ahead)
             _row_gradient(u, order, starts, src, coef, grad, buf)
@@ -109,7 +109,7 @@ def sparse_adam_step(weight, exp_avg, exp_avg_sq, indices, order, starts, src, c
     for p in prange(parts.size - 1):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
         for u in range(parts[p], parts[p + 1]):
-            ahead = prefetch_segment_ahead(u, indices, order, starts, src, grad, weight)
+            ahead = prefetch_segment_ahead(u, indices, weight)
             if ahead >= 0:
                 prefetch_row(exp_avg, ahead)
                 prefetch_row(exp_avg_sq, ahead)

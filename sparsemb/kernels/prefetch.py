@@ -50,9 +50,15 @@ def _prefetch(typingctx, array, index):
 
 
 @jit(inline="always")
+def wide_rows(table):
+    """Whether the rows of a 2-D ``table`` are long enough for a prefetch to gain."""
+    return table.shape[1] * table.itemsize >= MIN_ROW_BYTES
+
+
+@jit(inline="always")
 def prefetch_row(table, row):
     """Ask for every cache line of ``table[row]`` (a 2-D table), if rows are long enough to gain."""
-    if table.shape[1] * table.itemsize >= MIN_ROW_BYTES:
+    if wide_rows(table):
         step = max(_LINE // table.itemsize, 1)
         for c in range(0, table.shape[1], step):
             _prefetch(table, (row, c))
@@ -62,7 +68,7 @@ def prefetch_row(table, row):
 def prefetch_ahead(table, ids, i):
     """Ask for ``table[ids[i + AHEAD]]``, if there is such an id and rows are long enough to gain
     (checked first, so short rows cost one predictable branch)."""
-    if table.shape[1] * table.itemsize >= MIN_ROW_BYTES and i + AHEAD < ids.size:
+    if wide_rows(table) and i + AHEAD < ids.size:
         prefetch_row(table, ids[i + AHEAD])
 
 
