@@ -43,12 +43,22 @@ def gather(weight, ids, out):
             out[i, j] = weight[r, j]
 
 
-@jit()
-def _radix_argsort(keys, nbits):
-    """Stable argsort of non-negative int keys below ``2**nbits`` (LSD radix, 11 bits a pass).
+@jit(inline="always")
+def _bit_length(x):
+    """Bits needed to write the non-negative int ``x`` (at least 1)."""
+    n = 1
+    while (x >> n) > 0:
+        n += 1
+    return n
 
-    The histograms of every pass are counted in one read of the keys, and the first pass reads the
-    keys in place rather than through an identity permutation.
+
+@jit()
+def _radix_sort_packed(keys, nbits, ibits):
+    """``(key << ibits) | position`` for every key, sorted by key, positions ascending within a key
+    (LSD radix on the key's ``nbits`` bits, 11 a pass, so stable). Keys and positions travel as one
+    int64: every pass reads its input in order, with no look-up of a key by position.
+
+    The histograms of every pass are counted in one read of the keys.
     """
     n = keys.size
     passes = max((nbits + 10) // 11, 1)
@@ -57,7 +67,7 @@ def _radix_argsort(keys, nbits):
         k = keys[i]
         for p in range(passes):
             count[p, ((k >> (11 * p)) & 2047) + 1] += 1
-    order = np.empty(n, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
     tmp = np.empty(n, dtype=np.int64)
     for p in range(passes):
         c = count[p]
@@ -65,17 +75,19 @@ def _radix_argsort(keys, nbits):
             c[b + 1] += c[b]
         if p == 0:
             for i in range(n):
-                d = keys[i] & 2047
-                order[c[d]] = i
+                k = keys[i]
+                d = k & 2047
+                out[c[d]] = (k << ibits) | i
                 c[d] += 1
         else:
+            shift = 11 * p + ibits
             for i in range(n):
-                o = order[i]
-                d = (keys[o] >> (11 * p)) & 2047
-                tmp[c[d]] = o
+                v = out[i]
+                d = (v >> shift) & 2047
+                tmp[c[d]] = v
                 c[d] += 1
-            order, tmp = tmp, order
-    return order
+            out, tmp = tmp, out
+    return out
 
 
 @jit()
@@ -84,20 +96,22 @@ def segments(ids, skip):
 
     Returns ``(indices, order, starts)``: sorted unique ids (int64), the stable argsort of ``ids``
     with occurrences of ``skip`` left out, and run boundaries (``len(indices) + 1``). ``skip = -1``
-    keeps every id. Costs O(n) for ids below 2**33 (radix), O(n log n) beyond.
+    keeps every id. Costs O(n) (radix) while an id and a position fit in 63 bits together (ids
+    below 2**47 for a batch of 65,536), O(n log n) beyond.
     """
     n = ids.size
     top = 0
     for i in range(n):
         if ids[i] > top:
             top = ids[i]
-    nbits = 1
-    while (top >> nbits) > 0:
-        nbits += 1
-    if nbits <= 33:
-        order = _radix_argsort(ids, nbits)
-    else:
-        order = np.argsort(ids, kind="mergesort")
+    nbits = _bit_length(top)
+    ibits = _bit_length(max(n - 1, 0))
+    if nbits + ibits <= 63:
+        sorted_ = _radix_sort_packed(ids, nbits, ibits)
+    else:  # holds positions only
+        sorted_ = np.argsort(ids, kind="mergesort")
+        ibits = 0
+    mask = (1 << ibits) - 1
     kept = np.empty(n, dtype=np.int64)
     starts = np.empty(n + 1, dtype=np.int64)
     indices = np.empty(n, dtype=np.int64)
@@ -105,8 +119,12 @@ def segments(ids, skip):
     u = 0
     prev = -1
     for k in range(n):
-        i = order[k]
-        v = ids[i]
+        if ibits:
+            v = sorted_[k] >> ibits
+            i = sorted_[k] & mask
+        else:
+            i = sorted_[k]
+            v = ids[i]
         if v == skip:
             continue
         if v != prev:
