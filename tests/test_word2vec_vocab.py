@@ -5,8 +5,10 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sparsemb.kernels.word2vec import draw_negatives
+from sparsemb.kernels.word2vec import draw_negatives, first_invalid_utf8
 from sparsemb.word2vec import Word2Vec
 from sparsemb.word2vec import corpus as C
 from sparsemb.word2vec.model import VocabularyError
@@ -186,6 +188,23 @@ def test_numba_reader_counts_and_encodes_like_the_python_reader(tricky_corpus):
     ids, starts = _numba_encoding(tricky_corpus, C.WordTable.from_words(vocab))
     assert ids == expected.ids.tolist()
     assert starts == expected.starts.tolist()
+
+
+# Well-formed characters of every length, and the edges of each byte range UTF-8 allows.
+_UTF8_PIECES = [s.encode() for s in ("a", "\n", "\u00e9", "\u20ac", "\U0001f600", "\ud7ff", "\U0010ffff")] + [
+    bytes([b]) for b in (0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0,
+                         0xF4, 0xF5, 0xFF)]
+
+
+@given(st.lists(st.sampled_from(_UTF8_PIECES) | st.binary(max_size=3), max_size=12))
+def test_utf8_check_finds_the_byte_python_reports(parts):
+    data = b"".join(parts)
+    try:
+        data.decode("utf-8")
+        expected = -1
+    except UnicodeDecodeError as err:
+        expected = err.start
+    assert first_invalid_utf8(np.frombuffer(data, dtype=np.uint8)) == expected
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7])

@@ -440,6 +440,42 @@ _SHIFT33 = np.uint64(33)
 _HIGH32 = np.int64(0x7FFFFFFF00000000)
 
 
+@jit()
+def first_invalid_utf8(data):
+    """Offset of the first byte of the first ill-formed sequence in ``data`` (uint8), or -1.
+
+    The same offset as ``UnicodeDecodeError.start`` from ``bytes.decode("utf-8")`` (overlong forms,
+    surrogates, code points above U+10FFFF and cut-off sequences are ill-formed), without building
+    the decoded string.
+    """
+    n = data.shape[0]
+    i = 0
+    while i < n:
+        c = data[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            size, lo, hi = 2, 0x80, 0xBF
+        elif 0xE0 <= c <= 0xEF:
+            size = 3
+            lo = 0xA0 if c == 0xE0 else 0x80
+            hi = 0x9F if c == 0xED else 0xBF
+        elif 0xF0 <= c <= 0xF4:
+            size = 4
+            lo = 0x90 if c == 0xF0 else 0x80
+            hi = 0x8F if c == 0xF4 else 0xBF
+        else:
+            return i
+        if i + 1 >= n or not lo <= data[i + 1] <= hi:  # the second byte has the narrow range
+            return i
+        for k in range(i + 2, i + size):
+            if k >= n or not 0x80 <= data[k] <= 0xBF:
+                return i
+        i += size
+    return -1
+
+
 #: Byte classes for the tokenizer: 0 part of a token, 1 ASCII whitespace, 2 newline, 3 first byte of a
 #: multi-byte character that may be whitespace.
 _CLASS = np.zeros(256, dtype=np.uint8)
