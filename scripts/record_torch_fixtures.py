@@ -7,10 +7,15 @@ Run from the repository root, with torch installed (``pip install -e .[compare]`
 It runs every case of tests/_torch_cases.py (nn.Embedding and nn.EmbeddingBag with each of their
 options; SGD, Adagrad and SparseAdam on sparse gradients) through torch and writes the inputs and
 the results to tests/fixtures/<family>.npz, one compressed file per family, so the test suite can
-compare sparsemb against torch without torch installed. The cases are seeded and torch runs on one
-thread, so re-running with the same torch rewrites byte-identical files; re-record when a case is
-added or changed (tests/test_torch_parity.py::test_fixtures_are_current says so) and commit the .npz
-files with that change.
+compare sparsemb against torch without torch installed. Re-record when a case is added or changed
+(tests/test_torch_parity.py::test_fixtures_are_current says so) and commit the .npz files with that
+change.
+
+The stored inputs are the fixture, not a cache of the case list: the tests replay them, and a case
+whose rebuilt inputs are the stored ones (within ``_torch_cases.INPUT_ULPS``: np.geomspace and libm
+round differently on another CPU) keeps its stored inputs here. With torch on one thread, a re-run
+with the same torch then rewrites byte-identical files on any machine; only added or changed cases
+get new inputs.
 """
 from __future__ import annotations
 
@@ -31,12 +36,13 @@ def main():
     out_dir = ROOT / "tests" / "fixtures"
     out_dir.mkdir(parents=True, exist_ok=True)
     for family in cases.FAMILIES:
-        recorded = [dict(case, expected=cases.run_torch(case))
-                    for case in cases.build_cases(family)]
         path = out_dir / f"{family}.npz"
+        stored = cases.load_cases(path) if path.exists() else []
+        inputs, kept = cases.stored_inputs(stored, cases.build_cases(family))
+        recorded = [dict(case, expected=cases.run_torch(case)) for case in inputs]
         cases.save_cases(path, recorded)
-        print(f"{path.relative_to(ROOT)}: {len(recorded)} cases, {path.stat().st_size:,} bytes "
-              f"(torch {torch.__version__})")
+        print(f"{path.relative_to(ROOT)}: {len(recorded)} cases ({kept} with their stored inputs), "
+              f"{path.stat().st_size:,} bytes (torch {torch.__version__})")
 
 
 if __name__ == "__main__":

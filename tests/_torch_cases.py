@@ -38,7 +38,12 @@ MODES = ("sum", "mean", "max")
 
 def _weight(rng, n, d, spread=False):
     """A float64 table; ``spread`` gives rows norms from ~0.1 to ~4 so that max_norm renorms some
-    looked-up rows and leaves others (and unseen large rows) alone."""
+    looked-up rows and leaves others (and unseen large rows) alone.
+
+    np.geomspace goes through NumPy's SIMD-dispatched exp/log, whose last bit depends on the CPU
+    (AVX-512 or not) and the NumPy build: a rebuilt ``spread`` table may differ from a recorded one
+    by an ulp or two, which is why the tests replay the recorded inputs and compare rebuilt ones
+    only within :data:`INPUT_ULPS`."""
     w = rng.standard_normal((n, d))
     if spread:
         w *= np.geomspace(0.1, 4.0, n)[rng.permutation(n)][:, None]
@@ -245,6 +250,67 @@ FAMILIES = tuple(_BUILDERS)
 def build_cases(family):
     """The cases of ``family`` (one of :data:`FAMILIES`), each in float64 and float32."""
     return [_in_dtype(c, dt) for c in _BUILDERS[family]() for dt in DTYPES]
+
+
+# --------------------------------------------------------------------------- comparing inputs
+
+# How far a rebuilt float input may lie from the recorded one, in units in the last place of its
+# dtype. Rebuilding goes through libm and NumPy's SIMD code (np.geomspace's exp/log, the tails of
+# standard_normal), which may round differently on another CPU or build: 1 ulp is what an AVX2-only
+# CPU gives for an AVX-512-recorded table (times a normal sample: up to 2; a float32 cast keeps it
+# at 1). A changed case moves its values by far more (a relative 1e-9 is ~4.5e6 float64 ulps).
+INPUT_ULPS = 4
+
+
+def assert_same_inputs(recorded, built, where="case"):
+    """Assert that ``recorded`` and ``built`` are the same case inputs.
+
+    Structure, dict keys, names, options and hyper-parameters (Python scalars), and every array's
+    shape and dtype must be equal; integer arrays (ids, offsets) bit for bit; float arrays within
+    :data:`INPUT_ULPS` ulps, since they are recomputed through libm/SIMD code (see above).
+    """
+    if isinstance(built, dict):
+        assert isinstance(recorded, dict), f"{where}: {type(recorded).__name__} is not a dict"
+        assert sorted(recorded) == sorted(built), f"{where}: keys {sorted(recorded)} != {sorted(built)}"
+        for k in built:
+            assert_same_inputs(recorded[k], built[k], f"{where}.{k}")
+    elif isinstance(built, (list, tuple)):
+        assert isinstance(recorded, (list, tuple)) and len(recorded) == len(built), \
+            f"{where}: {recorded!r} and {built!r} differ in length"
+        for i, (r, b) in enumerate(zip(recorded, built)):
+            assert_same_inputs(r, b, f"{where}[{i}]")
+    elif isinstance(built, np.ndarray):
+        assert isinstance(recorded, np.ndarray), f"{where}: {type(recorded).__name__} is not an array"
+        assert recorded.shape == built.shape, f"{where}: shape {recorded.shape} != {built.shape}"
+        assert recorded.dtype == built.dtype, f"{where}: dtype {recorded.dtype} != {built.dtype}"
+        if built.dtype.kind == "f":
+            try:
+                np.testing.assert_array_max_ulp(recorded, built, maxulp=INPUT_ULPS)
+            except AssertionError as err:
+                raise AssertionError(f"{where}: {err}") from None
+        else:
+            np.testing.assert_array_equal(recorded, built, err_msg=where)
+    else:  # None, names, options, hyper-parameters: literals of the case list, exact
+        assert type(recorded) is type(built) and recorded == built, f"{where}: {recorded!r} != {built!r}"
+
+
+def stored_inputs(stored, built):
+    """The recorded inputs of each built case where they are the same inputs (by
+    :func:`assert_same_inputs`), else the built ones: re-recording on another CPU then keeps the
+    stored bits instead of churning the fixtures by an ulp. Returns (cases, number kept)."""
+    by_name = {c["name"]: c for c in stored}
+    out, kept = [], 0
+    for case in built:
+        old = by_name.get(case["name"])
+        if old is not None:
+            old = {k: v for k, v in old.items() if k != "expected"}
+            try:
+                assert_same_inputs(old, case, case["name"])
+            except AssertionError:
+                old = None
+        out.append(case if old is None else old)
+        kept += old is not None
+    return out, kept
 
 
 # --------------------------------------------------------------------------- running torch
