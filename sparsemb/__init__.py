@@ -5,17 +5,27 @@ import importlib
 
 __version__ = "0.1.0"
 
-from . import kernels, optim  # noqa: E402
-from .nn import Embedding, EmbeddingBag, SparseRows  # noqa: E402
-from .word2vec import KeyedVectors, Word2Vec  # noqa: E402
+# Loaded on first use: ``import sparsemb`` (and the command line, before it has parsed its arguments)
+# costs no Numba or SciPy start-up, and Ctrl-C during that start-up reaches code that can report it.
+_LAZY = {
+    "Embedding": ".nn", "EmbeddingBag": ".nn", "SparseRows": ".nn",
+    "Word2Vec": ".word2vec", "KeyedVectors": ".word2vec",
+    "kernels": None, "optim": None, "nn": None, "word2vec": None, "reference": None,
+}
 
 __all__ = ["Embedding", "EmbeddingBag", "SparseRows", "Word2Vec", "KeyedVectors", "kernels", "optim",
            "reference"]
 
 
 def __getattr__(name):
-    # The SciPy reference path is for tests and explanations; importing scipy.sparse costs ~0.2 s,
-    # which the command line should not pay.
-    if name == "reference":
-        return importlib.import_module(".reference", __name__)
-    raise AttributeError(f"module 'sparsemb' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'sparsemb' has no attribute {name!r}")
+    module = _LAZY[name]
+    value = (importlib.import_module("." + name, __name__) if module is None
+             else getattr(importlib.import_module(module, __name__), name))
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -23,8 +23,7 @@ import numpy as np
 
 from ..kernels import word2vec as _k
 
-#: gensim's ``MAX_WORDS_IN_BATCH``: longer lines are cut into sentences of this many tokens.
-MAX_SENTENCE_LENGTH = 10000
+from .._limits import MAX_SENTENCE_LENGTH
 
 _BLOCK_BYTES = 1 << 20
 
@@ -147,14 +146,29 @@ def iterable_sentences(sentences):
     Raises
     ------
     TypeError
-        If an item is a string rather than a list of tokens.
+        If ``sentences`` is not iterable, or an item is not a list of tokens (a string, None, a
+        number); the message gives the item's index.
+    ValueError
+        If ``sentences`` is an iterator (a generator, say) that yields nothing because it was read
+        already.
     """
-    for sentence in sentences:
+    try:
+        items = iter(sentences)
+    except TypeError:
+        raise TypeError(f"sentences must be an iterable of token lists, got {type(sentences).__name__}") from None
+    n = -1
+    for n, sentence in enumerate(items):
         if isinstance(sentence, (str, bytes)):
-            raise TypeError(
-                f"each sentence must be a list of tokens, got a {type(sentence).__name__}: {sentence[:50]!r}"
-            )
-        yield from split_long(list(sentence))
+            raise TypeError(f"sentence {n} must be a list of tokens, got a {type(sentence).__name__}: "
+                            f"{sentence[:50]!r}")
+        try:
+            tokens = list(sentence)
+        except TypeError:
+            raise TypeError(f"sentence {n} must be a list of tokens, got {sentence!r}") from None
+        yield from split_long(tokens)
+    if n < 0 and items is sentences:
+        raise ValueError("sentences is an iterator that is already exhausted (a generator can be read only "
+                         "once); pass a list or another iterable that can be read again")
 
 
 def scan(sentences):

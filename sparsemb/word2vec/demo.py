@@ -9,6 +9,7 @@ analogies are scored with :meth:`KeyedVectors.evaluate_word_analogies`.
 """
 from __future__ import annotations
 
+import io
 import os
 import sys
 import tempfile
@@ -16,6 +17,7 @@ import time
 
 import numpy as np
 
+from .._io import atomic_write
 from .keyedvectors import KeyedVectors
 from .model import Word2Vec
 
@@ -68,7 +70,7 @@ def generate_corpus(path, n_sentences=20000, seed=0):
     entries = [(first_roles, second_roles, pair)
                for first_roles, second_roles, pairs in FAMILIES.values() for pair in pairs]
     tokens = 0
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
         for _ in range(n_sentences):
             first_roles, second_roles, (a, b, topic) = entries[rng.integers(len(entries))]
             second = rng.random() < 0.5
@@ -84,7 +86,7 @@ def generate_corpus(path, n_sentences=20000, seed=0):
 
 def write_analogies(path):
     """Write every planted analogy (both directions within each family) in questions-words format."""
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
         for family, (_, _, pairs) in FAMILIES.items():
             f.write(f": {family}\n")
             for a1, b1, _ in pairs:
@@ -94,7 +96,7 @@ def write_analogies(path):
 
 
 def run_demo(sg=1, vector_size=50, epochs=10, workers=None, seed=1, n_sentences=20000, directory=None,
-             quiet=False, out=None, shared_negatives=True):
+             quiet=False, out=None, shared_negatives=True, overwrite=False):
     """Generate the demo corpus, train on it, save and reload the vectors, and report.
 
     Parameters
@@ -113,11 +115,19 @@ def run_demo(sg=1, vector_size=50, epochs=10, workers=None, seed=1, n_sentences=
         Where the report goes; default standard output.
     shared_negatives : bool
         Skip-gram with one set of noise words per centre word (see :class:`Word2Vec`).
+    overwrite : bool
+        Replace those three files if ``directory`` has them already.
 
     Returns
     -------
     float
         Accuracy on the planted analogies, in [0, 1].
+
+    Raises
+    ------
+    FileExistsError
+        If ``directory`` holds one of the three files and ``overwrite`` is false (checked before
+        anything is written).
     """
     out = sys.stdout if out is None else out
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,6 +135,10 @@ def run_demo(sg=1, vector_size=50, epochs=10, workers=None, seed=1, n_sentences=
         corpus = os.path.join(where, "corpus.txt")
         questions = os.path.join(where, "analogies.txt")
         vectors = os.path.join(where, "vectors.bin")
+        for path in (corpus, questions, vectors):
+            if directory and not overwrite and os.path.lexists(path):
+                raise FileExistsError(f"{path} already exists; choose another directory or allow "
+                                      f"replacing the demo's files (--force)")
         n_tokens = generate_corpus(corpus, n_sentences=n_sentences, seed=seed)
         write_analogies(questions)
         name = "skip-gram" if sg else "CBOW"

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 import warnings
 from numbers import Integral
 
 import numpy as np
+
+from .._io import atomic_write
 
 _KEY_TYPES = (str, Integral)
 
@@ -253,24 +254,24 @@ class KeyedVectors:
         FileNotFoundError
             If the file does not exist.
         ValueError
-            If a question comes before any section header.
+            If a question comes before any section header, or a line is not valid UTF-8 (naming the
+            file and line).
         """
         ok_vocab, fold = self._ok_vocab(restrict_vocab, case_insensitive)
         sections, questions = [], []
-        with open(os.fspath(analogies), encoding="utf-8", errors="replace") as fin:
-            for line_no, line in enumerate(fin):
-                if line.startswith(": "):
-                    sections.append({"section": line.lstrip(": ").strip(), "correct": [], "incorrect": []})
-                    continue
-                if not sections:
-                    raise ValueError(f"{analogies}: missing section header before line {line_no + 1}")
-                words = [fold(w) for w in line.split()]
-                if len(words) != 4:
-                    continue
-                if all(w in ok_vocab for w in words):
-                    questions.append((sections[-1], tuple(words)))
-                elif dummy4unknown:
-                    sections[-1]["incorrect"].append(tuple(words))
+        for line_no, line in _lines(analogies):
+            if line.startswith(": "):
+                sections.append({"section": line.lstrip(": ").strip(), "correct": [], "incorrect": []})
+                continue
+            if not sections:
+                raise ValueError(f"{analogies}: missing section header before line {line_no}")
+            words = [fold(w) for w in line.split()]
+            if len(words) != 4:
+                continue
+            if all(w in ok_vocab for w in words):
+                questions.append((sections[-1], tuple(words)))
+            elif dummy4unknown:
+                sections[-1]["incorrect"].append(tuple(words))
         predicted = self._answer([q for _, q in questions], ok_vocab, fold, restrict_vocab)
         for (section, quad), guess in zip(questions, predicted):
             section["correct" if guess == quad[3] else "incorrect"].append(quad)
@@ -334,32 +335,34 @@ class KeyedVectors:
         Raises
         ------
         ValueError
-            If no pair could be scored.
+            If fewer than two pairs could be scored, or a line is not valid UTF-8 (naming the file and
+            line).
         """
         from scipy import stats  # costs most of a second to import; only evaluation needs it
 
         ok_vocab, fold = self._ok_vocab(restrict_vocab, case_insensitive)
         gold, model = [], []
         oov = 0
-        with open(os.fspath(pairs), encoding="utf-8") as fin:
-            for line in fin:
-                if not line or line.startswith("#"):
-                    continue
-                try:
-                    a, b, sim = [fold(w) for w in line.split(delimiter)]
-                    sim = float(sim)
-                except ValueError:
-                    continue
-                if a not in ok_vocab or b not in ok_vocab:
-                    oov += 1
-                    if dummy4unknown:
-                        gold.append(sim)
-                        model.append(0.0)
-                    continue
-                gold.append(sim)
-                model.append(self.similarity(ok_vocab[a], ok_vocab[b]))
-        if not gold:
-            raise ValueError(f"no valid similarity judgements found in {pairs} (bad format or all words unknown)")
+        for _, line in _lines(pairs):
+            if not line or line.startswith("#"):
+                continue
+            try:
+                a, b, sim = [fold(w) for w in line.split(delimiter)]
+                sim = float(sim)
+            except ValueError:
+                continue
+            if a not in ok_vocab or b not in ok_vocab:
+                oov += 1
+                if dummy4unknown:
+                    gold.append(sim)
+                    model.append(0.0)
+                continue
+            gold.append(sim)
+            model.append(self.similarity(ok_vocab[a], ok_vocab[b]))
+        if len(gold) < 2:
+            found = "no pair" if not gold else "only one pair"
+            raise ValueError(f"{pairs}: {found} could be scored (bad format or words outside the vocabulary); "
+                             f"a correlation needs at least two")
         spearman = stats.spearmanr(gold, model)
         pearson = stats.pearsonr(gold, model)
         oov_ratio = 100.0 * oov / (len(gold) if dummy4unknown else len(gold) + oov)
@@ -386,7 +389,7 @@ class KeyedVectors:
                 raise ValueError(f"key {key!r} cannot be stored in a word2vec file (empty or has whitespace)")
         vectors = np.ascontiguousarray(self.vectors, dtype="<f4")
         header = f"{vectors.shape[0]} {vectors.shape[1]}\n".encode()
-        with _atomic_write(path) as fout:
+        with atomic_write(path) as fout:
             fout.write(header)
             if binary:
                 for key, row in zip(self.index_to_key, vectors):
@@ -429,8 +432,11 @@ class KeyedVectors:
                 raise ValueError
         except ValueError:
             raise ValueError(f"{path}: bad header {data[:60]!r}, expected 'count dim'") from None
+        # The smallest entry is a one-byte word, a separator and the numbers (with a newline, in text):
+        # no more rows are allocated than the file can hold, however many the header promises.
+        rows = min(n, (len(data) - end) // (4 * dim + 2 if binary else 2 * dim + 2) + 1)
         reader = _read_binary if binary else _read_text
-        keys, vectors = reader(path, data, end + 1, n, dim, unicode_errors)
+        keys, vectors = reader(path, data, end + 1, n, np.empty((rows, dim), dtype=np.float32), unicode_errors)
         seen = {}
         for i, key in enumerate(keys):
             seen.setdefault(key, i)
@@ -441,36 +447,63 @@ class KeyedVectors:
         return cls(vectors, keys)
 
 
+def _lines(path):
+    """Yield (line number from 1, text) of a UTF-8 file; invalid UTF-8 raises ValueError naming the line."""
+    path = os.fspath(path)
+    with open(path, "rb") as fin:
+        for line_no, raw in enumerate(fin, 1):
+            yield line_no, _decode(raw, path, f"line {line_no}", "strict")
+
+
 def _decode(raw, path, where, errors):
     try:
         return raw.decode("utf-8", errors=errors)
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: invalid UTF-8 in the word at {where}") from None
+        raise ValueError(f"{path}: invalid UTF-8 at {where}") from None
 
 
-def _read_binary(path, data, pos, n, dim, errors):
+#: Bytes a text vectors file is made of; a "binary" vector made only of these is text read as binary.
+_TEXT_BYTES = frozenset(b"0123456789.-+eE \t\r\n")
+#: No word has control characters: in a binary file, a word that does is float bytes read as a word,
+#: because an earlier word contained a space (the format's one separator) or the file is corrupt.
+_CONTROL = bytes(range(32))
+
+
+def _read_binary(path, data, pos, n, vectors, errors):
+    """Read ``n`` binary entries from ``data[pos:]`` into ``vectors`` (rows as many as can fit)."""
+    dim = vectors.shape[1]
     width = 4 * dim
     keys = []
-    vectors = np.empty((n, dim), dtype=np.float32)
     for i in range(n):
         while pos < len(data) and data[pos] in b"\n\r":
             pos += 1
-        space = data.find(b" ", pos, pos + 10000)
-        if space < 0 or space + 1 + width > len(data):
+        space = data.find(b" ", pos)
+        if space <= pos or space + 1 + width > len(data) or i == vectors.shape[0]:
             raise ValueError(f"{path}: truncated or corrupt at word {i + 1} of {n} (byte {pos})")
-        keys.append(_decode(data[pos:space], path, f"byte {pos}", errors))
+        if i == 0 and dim > 1 and set(data[space + 1 : space + 1 + width]) <= _TEXT_BYTES:
+            raise ValueError(f"{path}: this is a text vectors file, not binary (read it as text: name it "
+                             f".txt or .vec, or pass binary=False)")
+        raw = data[pos:space]
+        if len(raw.translate(None, _CONTROL)) != len(raw):
+            raise ValueError(f"{path}: word {i + 1} of {n} (byte {pos}) has control characters: corrupt, or "
+                             f"an earlier word contains a space")
+        keys.append(_decode(raw, path, f"byte {pos}", errors))
         vectors[i] = np.frombuffer(data, dtype="<f4", count=dim, offset=space + 1)
         pos = space + 1 + width
+    if data[pos:].strip():
+        raise ValueError(f"{path}: {len(data) - pos} bytes after the last of the {n} vectors the header "
+                         f"promises: corrupt, or a word contains a space")
     return keys, vectors
 
 
-def _read_text(path, data, pos, n, dim, errors):
+def _read_text(path, data, pos, n, vectors, errors):
+    """Read ``n`` text lines from ``data[pos:]`` into ``vectors`` (rows as many as can fit)."""
+    dim = vectors.shape[1]
     lines = data[pos:].split(b"\n")
     keys = []
-    vectors = np.empty((n, dim), dtype=np.float32)
     for i in range(n):
         line_no = i + 2
-        if i >= len(lines) or not lines[i].strip():
+        if i >= len(lines) or not lines[i].strip() or i == vectors.shape[0]:
             raise ValueError(f"{path}: truncated at line {line_no}: expected {n} words, found {i}")
         parts = _decode(lines[i], path, f"line {line_no}", errors).rstrip().split(" ")
         if len(parts) != dim + 1:
@@ -483,26 +516,3 @@ def _read_text(path, data, pos, n, dim, errors):
             raise ValueError(f"{path}: line {line_no} has a value that is not a number") from None
         keys.append(parts[0])
     return keys, vectors
-
-
-class _atomic_write:
-    """Open a temporary file next to ``path``; rename it to ``path`` only if the block succeeds."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __enter__(self):
-        directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"output directory does not exist: {directory}")
-        fd, self.tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(self.path))
-        self.file = os.fdopen(fd, "wb")
-        return self.file
-
-    def __exit__(self, exc_type, exc, tb):
-        self.file.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
-        return False

@@ -14,15 +14,18 @@ import sys
 import threading
 import time
 import zipfile
-from numbers import Integral
+import math
+from numbers import Integral, Real
 
 import numpy as np
 from tqdm import tqdm
 
 from .. import _config
+from .._limits import MAX_NEGATIVE, MAX_SENTENCE_LENGTH, MAX_WINDOW
 from ..kernels import word2vec as _k
 from . import corpus as _corpus
-from .keyedvectors import KeyedVectors, _atomic_write
+from .._io import atomic_write
+from .keyedvectors import KeyedVectors
 from .vocab import Vocabulary, count_words, select
 
 logger = logging.getLogger(__name__)
@@ -75,6 +78,20 @@ class VocabularyError(ValueError):
 def _check(name, value, ok, what):
     if not ok:
         raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def _check_int(name, value, low, high=None, why=""):
+    """``value`` must be an int (not a bool) in [low, high]; ``why`` explains the upper bound."""
+    what = f"an int >= {low}" + ("" if high is None else f" and <= {high}")
+    ok = isinstance(value, Integral) and not isinstance(value, bool)
+    _check(name, value, ok and value >= low and (high is None or value <= high), what + why)
+
+
+def _check_float(name, value, low=None, strict=False):
+    """``value`` must be a finite real number, > low (strict) or >= low."""
+    what = "a finite number" + ("" if low is None else f" {'>' if strict else '>='} {low:g}")
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    _check(name, value, ok and (low is None or value > low or (not strict and value == low)), what)
 
 
 class Word2Vec:
@@ -150,20 +167,24 @@ class Word2Vec:
                  negative=5, sample=1e-3, alpha=0.025, min_alpha=1e-4, epochs=5, workers=None, seed=1,
                  ns_exponent=0.75, cbow_mean=1, max_vocab_size=None, max_final_vocab=None,
                  optimizer="sgd", adagrad_eps=1e-10, shared_negatives=True, callbacks=(), quiet=False):
-        _check("vector_size", vector_size, isinstance(vector_size, Integral) and vector_size >= 1, "an int >= 1")
-        _check("window", window, isinstance(window, Integral) and window >= 1, "an int >= 1")
-        _check("min_count", min_count, isinstance(min_count, Integral) and min_count >= 0, "an int >= 0")
-        _check("negative", negative, isinstance(negative, Integral) and negative >= 1, "an int >= 1")
-        _check("epochs", epochs, isinstance(epochs, Integral) and epochs >= 1, "an int >= 1")
-        _check("sample", sample, sample >= 0, ">= 0")
-        _check("alpha", alpha, alpha > 0, "> 0")
-        _check("min_alpha", min_alpha, min_alpha >= 0, ">= 0")
+        _check_int("vector_size", vector_size, 1)
+        _check_int("window", window, 1, MAX_WINDOW, f" (sentences are cut at {MAX_SENTENCE_LENGTH} tokens)")
+        _check_int("min_count", min_count, 0)
+        _check_int("negative", negative, 1, MAX_NEGATIVE, " (each costs a row update; word2vec uses 5-20)")
+        _check_int("epochs", epochs, 1)
+        _check_int("seed", seed, 0)
+        _check_float("sample", sample, 0)
+        _check_float("alpha", alpha, 0, strict=True)
+        _check_float("min_alpha", min_alpha, 0)
+        _check_float("ns_exponent", ns_exponent)
+        _check_float("adagrad_eps", adagrad_eps, 0, strict=True)
         _check("optimizer", optimizer, optimizer in _OPTIMIZERS, f"one of {_OPTIMIZERS}")
-        _check("workers", workers, workers is None or (isinstance(workers, Integral) and workers >= 1),
-               "None or an int >= 1")
-        _check("max_vocab_size", max_vocab_size, max_vocab_size is None or max_vocab_size >= 1, "None or >= 1")
-        _check("max_final_vocab", max_final_vocab, max_final_vocab is None or max_final_vocab >= 1,
-               "None or >= 1")
+        if workers is not None:
+            _check_int("workers", workers, 1)
+        if max_vocab_size is not None:
+            _check_int("max_vocab_size", max_vocab_size, 1)
+        if max_final_vocab is not None:
+            _check_int("max_final_vocab", max_final_vocab, 1)
         self.vector_size = int(vector_size)
         self.window = int(window)
         self.min_count = int(min_count)
@@ -253,6 +274,7 @@ class Word2Vec:
 
     def _init_tables(self):
         v, dim = len(self.vocab), self.vector_size
+        _check_memory(v, dim, 4 if self.optimizer == "adagrad" else 2)
         rng = np.random.default_rng(self.seed)
         # gensim 4's initialisation, uniform on [-1, 1) / dim (twice the C tool's spread): with the C
         # tool's, scores on small corpora were measurably below gensim's (scripts/compare_gensim.py).
@@ -344,8 +366,11 @@ class Word2Vec:
             raise RuntimeError("build_vocab() must be called before train()")
         epochs = self.epochs if epochs is None else epochs
         _check("epochs", epochs, isinstance(epochs, Integral) and epochs >= 1, "an int >= 1")
-        start_alpha = self.alpha if start_alpha is None else float(start_alpha)
-        end_alpha = self.min_alpha if end_alpha is None else float(end_alpha)
+        start_alpha = self.alpha if start_alpha is None else start_alpha
+        end_alpha = self.min_alpha if end_alpha is None else end_alpha
+        _check_float("start_alpha", start_alpha, 0, strict=True)
+        _check_float("end_alpha", end_alpha, 0)
+        start_alpha, end_alpha = float(start_alpha), float(end_alpha)
         callbacks = self.callbacks if callbacks is None else tuple(callbacks)
         quiet = self.quiet if quiet is None else quiet
         stretches = self._stretches(sentences, corpus_file)
@@ -423,8 +448,12 @@ class Word2Vec:
         threads = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(n)]
         shown = 0
         try:
-            for th in threads:
-                th.start()
+            for t, th in enumerate(threads):
+                try:
+                    th.start()
+                except RuntimeError as err:  # a process or memory limit on threads
+                    raise OSError(f"could not start worker thread {t + 1} of {n} ({err}); use fewer "
+                                  f"workers") from None
             for th in threads:
                 while th.is_alive():
                     th.join(0.1)
@@ -436,7 +465,8 @@ class Word2Vec:
         except BaseException:
             stop.set()
             for th in threads:
-                th.join()
+                if th.ident is not None:  # started
+                    th.join()
             raise
         if errors:
             raise errors[0]
@@ -468,7 +498,7 @@ class Word2Vec:
                     epoch_losses=self.epoch_losses, corpus_count=self.corpus_count,
                     corpus_total_words=self.corpus_total_words)
         blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
-        with _atomic_write(os.fspath(path)) as fout:
+        with atomic_write(path) as fout:
             np.savez(fout, meta=blob, syn0=self.wv.vectors, syn1neg=self.syn1neg, counts=self.vocab.counts,
                      accum0=self.accum0, accum1=self.accum1, rng_state=self.rng_state)
 
@@ -476,35 +506,110 @@ class Word2Vec:
     def load(cls, path):
         """Load a model written by :meth:`save`.
 
+        Every array is checked against the model's parameters (shape, dtype, values the kernels rely
+        on) before anything is built: a damaged or hand-made file is refused, never trained on.
+
         Raises
         ------
         FileNotFoundError
             If the file does not exist.
         ValueError
-            If it is not a sparsemb model file or is corrupt (the message names the file).
+            If it is not a sparsemb model file, or is corrupt or inconsistent (the message names the file
+            and, for an inconsistency, the array or field).
         """
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"model file not found: {path}")
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in ("meta", "syn0", "syn1neg", "counts", "accum0", "accum1", "rng_state")}
+            npz = np.load(path, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an .npz archive")
+            with npz:
+                arrays = {k: npz[k] for k in _ARRAYS}
             meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
-            if meta.get("format") != "sparsemb.Word2Vec":
+            if not isinstance(meta, dict) or meta.get("format") != "sparsemb.Word2Vec":
                 raise ValueError("not a sparsemb Word2Vec model")
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as err:
-            raise ValueError(f"{path}: not a readable sparsemb model file ({err})") from None
-        # Files written before a parameter existed take its default.
-        model = cls(**{name: meta[name] for name in _PARAMS if name in meta})
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError, AttributeError) as err:
+            message = f"no array {err.args[0]!r}" if isinstance(err, KeyError) else err
+            raise ValueError(f"{path}: not a readable sparsemb model file ({message})") from None
+        try:
+            # Files written before a parameter existed take its default; the constructor checks the rest.
+            model = cls(**{name: meta[name] for name in _PARAMS if name in meta})
+            _check_model_arrays(meta, arrays, model)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: inconsistent model file: {err}") from None
         model.vocab = Vocabulary(meta["words"], arrays["counts"])
         model.syn1neg = arrays["syn1neg"]
         model.accum0, model.accum1 = arrays["accum0"], arrays["accum1"]
         model.rng_state = arrays["rng_state"]
         model.wv = KeyedVectors(arrays["syn0"], model.vocab.index_to_key, model.vocab.counts)
-        model.epoch_losses = list(meta["epoch_losses"])
+        model.epoch_losses = [float(x) for x in meta["epoch_losses"]]
         model.corpus_count = meta["corpus_count"]
         model.corpus_total_words = meta["corpus_total_words"]
         return model
+
+
+_ARRAYS = ("meta", "syn0", "syn1neg", "counts", "accum0", "accum1", "rng_state")
+
+
+def _check_model_arrays(meta, arrays, model):
+    """Raise ValueError naming the first array or field of a loaded model that does not fit the others."""
+    words = meta.get("words")
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise ValueError("'words' must be a list of strings")
+    if len(set(words)) != len(words):
+        raise ValueError("'words' has repeated words")
+    for name in ("corpus_count", "corpus_total_words"):
+        _check_int(name, meta.get(name), 0)
+    losses = meta.get("epoch_losses")
+    if not isinstance(losses, list) or not all(isinstance(x, Real) for x in losses):
+        raise ValueError("'epoch_losses' must be a list of numbers")
+    v, dim = len(words), model.vector_size
+    rows = v if model.optimizer == "adagrad" else 0
+    expected = {"syn0": ((v, dim), np.float32), "syn1neg": ((v, dim), np.float32), "counts": ((v,), np.int64),
+                "accum0": ((rows, dim), np.float32), "accum1": ((rows, dim), np.float32),
+                "rng_state": ((arrays["rng_state"].size,), np.uint64)}  # any length: train() re-seeds
+    for name, (shape, dtype) in expected.items():
+        a = arrays[name]
+        if a.dtype != dtype or a.shape != shape:
+            raise ValueError(f"array {name!r} is {a.dtype} of shape {a.shape}, expected {np.dtype(dtype)} of "
+                             f"shape {shape} for {v} words of dimension {dim}")
+    if v == 0:
+        raise ValueError("the vocabulary is empty")
+    if (arrays["counts"] < 0).any():
+        raise ValueError("array 'counts' has negative counts")
+    if (arrays["rng_state"] >> np.uint64(48)).any():
+        raise ValueError("array 'rng_state' has states outside the 48-bit generator's range")
+    for name in ("syn0", "syn1neg", "accum0", "accum1"):
+        if not np.isfinite(arrays[name]).all():
+            raise ValueError(f"array {name!r} has values that are not finite")
+    if (arrays["accum0"] < 0).any() or (arrays["accum1"] < 0).any():
+        raise ValueError("Adagrad's accumulators must not be negative")
+
+
+def _available_memory() -> int:
+    """Bytes of memory a new allocation can get: MemAvailable on Linux, else all physical memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return 1 << 62
+
+
+def _check_memory(words, dim, tables):
+    """Refuse, before allocating, ``tables`` float32 tables of ``words`` x ``dim`` that cannot fit."""
+    need = words * dim * 4 * tables
+    have = _available_memory()
+    if need > have:
+        raise MemoryError(f"{tables} tables of {words} words x {dim} dimensions need {need / 2**30:.2f} GiB, "
+                          f"more than the {have / 2**30:.2f} GiB of memory available; lower vector_size "
+                          f"or the vocabulary (min_count, max_final_vocab)")
 
 
 def _plan(starts, workers):
