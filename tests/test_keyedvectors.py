@@ -116,3 +116,52 @@ def test_files_interoperate_with_live_gensim(tmp_path, binary, wv):
     theirs.save_word2vec_format(str(back_path), binary=binary)
     back = KeyedVectors.load_word2vec_format(back_path, binary=binary)
     np.testing.assert_allclose(back.vectors, wv.vectors, rtol=1e-6)
+
+
+# -- issue 10 §8: what the writer writes the reader reads; what the reader cannot parse it refuses ------
+
+def test_a_very_long_word_round_trips_in_binary(tmp_path):
+    kv = KeyedVectors(np.arange(8, dtype=np.float32).reshape(2, 4), ["w" * 12000, "é" * 6000])
+    kv.save_word2vec_format(tmp_path / "v.bin", binary=True)
+    back = KeyedVectors.load_word2vec_format(tmp_path / "v.bin", binary=True)
+    assert back.index_to_key == kv.index_to_key and np.array_equal(back.vectors, kv.vectors)
+
+
+def test_a_binary_word_containing_a_space_is_refused_not_misread(tmp_path):
+    rng = np.random.default_rng(0)
+    for trial in range(50):
+        vec = rng.standard_normal((3, 4)).astype("<f4")
+        for spaced in range(3):
+            words = [b"x", b"y", b"z"]
+            words[spaced] = b"foo bar"
+            data = b"3 4\n" + b"".join(w + b" " + v.tobytes() + b"\n" for w, v in zip(words, vec))
+            (tmp_path / "v.bin").write_bytes(data)
+            with pytest.raises(ValueError, match="v.bin"):
+                KeyedVectors.load_word2vec_format(tmp_path / "v.bin", binary=True)
+
+
+def test_a_text_file_read_as_binary_is_refused(tmp_path):
+    kv = KeyedVectors(np.arange(8, dtype=np.float32).reshape(2, 4), ["a", "b"])
+    kv.save_word2vec_format(tmp_path / "t.bin", binary=False)
+    with pytest.raises(ValueError, match="text vectors file, not binary"):
+        KeyedVectors.load_word2vec_format(tmp_path / "t.bin", binary=True)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_a_header_promising_more_than_the_file_holds_allocates_nothing_big(tmp_path, binary, monkeypatch):
+    path = tmp_path / "v"
+    path.write_bytes(b"1000000000000 8\na " + (b"\0" * 32 if binary else b"1 2 3 4 5 6 7 8\n"))
+    real_empty = np.empty
+    sizes = []
+    monkeypatch.setattr(np, "empty", lambda shape, *a, **k: sizes.append(shape) or real_empty(shape, *a, **k))
+    with pytest.raises(ValueError, match="truncated"):
+        KeyedVectors.load_word2vec_format(path, binary=binary)
+    assert max(s[0] for s in sizes) <= 2
+
+
+def test_trailing_bytes_after_the_promised_vectors_are_refused(tmp_path):
+    kv = KeyedVectors(np.arange(8, dtype=np.float32).reshape(2, 4), ["a", "b"])
+    kv.save_word2vec_format(tmp_path / "v.bin", binary=True)
+    (tmp_path / "v.bin").write_bytes((tmp_path / "v.bin").read_bytes() + b"c \x00\x00\x80?")
+    with pytest.raises(ValueError, match="after the last"):
+        KeyedVectors.load_word2vec_format(tmp_path / "v.bin", binary=True)

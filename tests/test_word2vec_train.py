@@ -99,7 +99,15 @@ def test_load_rejects_other_files(tmp_path):
 @pytest.mark.parametrize("kwargs, name", [({"vector_size": 0}, "vector_size"), ({"window": 0}, "window"),
                                           ({"negative": 0}, "negative"), ({"epochs": 0}, "epochs"),
                                           ({"alpha": -1.0}, "alpha"), ({"optimizer": "adam"}, "optimizer"),
-                                          ({"workers": 0}, "workers")])
+                                          ({"workers": 0}, "workers"), ({"alpha": float("inf")}, "alpha"),
+                                          ({"min_alpha": float("inf")}, "min_alpha"),
+                                          ({"sample": float("inf")}, "sample"),
+                                          ({"ns_exponent": float("nan")}, "ns_exponent"),
+                                          ({"adagrad_eps": 0.0}, "adagrad_eps"),
+                                          ({"window": 10**9}, "window"),
+                                          ({"negative": 99999999999999999999}, "negative"),
+                                          ({"max_final_vocab": 1.5}, "max_final_vocab"),
+                                          ({"seed": -1}, "seed"), ({"vector_size": True}, "vector_size")])
 def test_bad_parameters_name_themselves(kwargs, name):
     with pytest.raises(ValueError, match=name):
         Word2Vec(**kwargs)
@@ -146,3 +154,90 @@ def test_shared_negatives_survive_save_and_load(demo_corpus, tmp_path):
     model = _train(demo_corpus, sg=1, epochs=1, shared_negatives=False)
     model.save(tmp_path / "m.npz")
     assert Word2Vec.load(tmp_path / "m.npz").shared_negatives is False
+
+
+# -- issue 10 §3: a model file is checked before a kernel sees it ---------------------------------------
+
+@pytest.fixture(scope="module")
+def saved_model(demo_corpus, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "m.npz"
+    _train(demo_corpus, epochs=1, optimizer="adagrad").save(path)
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _resave(arrays, path, **changes):
+    import json
+
+    arrays = dict(arrays)
+    for key, value in changes.items():
+        if key == "meta":
+            arrays["meta"] = np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+        else:
+            arrays[key] = value
+    np.savez(path, **arrays)
+    return path
+
+
+def _meta(arrays):
+    import json
+
+    return json.loads(arrays["meta"].tobytes())
+
+
+@pytest.mark.parametrize("array, bad", [
+    ("syn1neg", lambda a: a[:5]), ("syn0", lambda a: a[:, :-1]), ("syn0", lambda a: a.astype(np.int32)),
+    ("syn0", lambda a: a.astype(np.float64)), ("rng_state", lambda a: a.astype(np.float32)),
+    ("rng_state", lambda a: a.reshape(1, -1)), ("counts", lambda a: a[1:]), ("counts", lambda a: -a),
+    ("accum0", lambda a: a[:3]), ("accum1", lambda a: -np.ones_like(a)), ("syn0", lambda a: a * np.nan),
+    ("rng_state", lambda a: a | np.uint64(1 << 60))])
+def test_load_refuses_arrays_that_do_not_fit_the_model(saved_model, tmp_path, array, bad):
+    path = _resave(saved_model, tmp_path / "bad.npz", **{array: bad(saved_model[array])})
+    with pytest.raises(ValueError, match=f"bad.npz.*{array}"):
+        Word2Vec.load(path)
+
+
+def test_load_refuses_bad_metadata_naming_the_file(saved_model, tmp_path):
+    meta = _meta(saved_model)
+    for bad, needle in ((list(meta), "not a sparsemb"), ({k: v for k, v in meta.items() if k != "words"}, "words"),
+                        (dict(meta, words=meta["words"][:-1]), "syn0"), (dict(meta, vector_size="x"), "vector_size"),
+                        (dict(meta, epoch_losses="x"), "epoch_losses")):
+        path = _resave(saved_model, tmp_path / "bad.npz", meta=bad)
+        with pytest.raises(ValueError, match=f"bad.npz.*{needle}"):
+            Word2Vec.load(path)
+    npy = tmp_path / "array.npz"
+    with open(npy, "wb") as f:
+        np.save(f, np.zeros(3))
+    with pytest.raises(ValueError, match="array.npz.*npy"):
+        Word2Vec.load(npy)
+    arrays = {k: v for k, v in saved_model.items() if k != "syn1neg"}
+    np.savez(tmp_path / "short.npz", **arrays)
+    with pytest.raises(ValueError, match="short.npz.*syn1neg"):
+        Word2Vec.load(tmp_path / "short.npz")
+
+
+def test_a_checked_model_still_loads_and_trains(saved_model, demo_corpus, tmp_path):
+    model = Word2Vec.load(_resave(saved_model, tmp_path / "ok.npz"))
+    model.train(corpus_file=demo_corpus, epochs=1)
+    assert np.isfinite(model.wv.vectors).all() and len(model.epoch_losses) == 2
+
+
+def test_an_exhausted_iterator_and_bad_sentences_are_named():
+    sentences = (s for s in [["a", "b", "c"]] * 30)
+    model = Word2Vec(sentences, vector_size=4, min_count=1, epochs=1, workers=1, quiet=True)
+    with pytest.raises(ValueError, match="exhausted"):
+        model.train(sentences)
+    with pytest.raises(TypeError, match="sentence 1 .*None"):
+        Word2Vec([["a"], None], min_count=1, quiet=True)
+    with pytest.raises(TypeError, match="sentence 0 .*7"):
+        Word2Vec([7], min_count=1, quiet=True)
+    with pytest.raises(ValueError, match="start_alpha"):
+        model.train([["a", "b"]], start_alpha=float("inf"))
+
+
+def test_tables_too_large_for_memory_are_refused_before_allocating(monkeypatch):
+    from sparsemb.word2vec import model as model_module
+
+    monkeypatch.setattr(model_module, "_available_memory", lambda: 1 << 20)
+    with pytest.raises(MemoryError, match="GiB"):
+        Word2Vec([["a", "b"]] * 10, vector_size=100_000, min_count=1, quiet=True)

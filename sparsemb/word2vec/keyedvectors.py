@@ -462,8 +462,9 @@ def _decode(raw, path, where, errors):
         raise ValueError(f"{path}: invalid UTF-8 at {where}") from None
 
 
-#: Bytes a text vectors file is made of; a "binary" vector made only of these is text read as binary.
-_TEXT_BYTES = frozenset(b"0123456789.-+eE \t\r\n")
+#: Printable ASCII and line whitespace: a "binary" vector of 16 or more bytes made only of these is text
+#: read as binary (random float bytes are all printable with odds below 1 in 10^6).
+_TEXT_BYTES = frozenset(b"\t\n\r" + bytes(range(32, 127)))
 #: No word has control characters: in a binary file, a word that does is float bytes read as a word,
 #: because an earlier word contained a space (the format's one separator) or the file is corrupt.
 _CONTROL = bytes(range(32))
@@ -480,7 +481,7 @@ def _read_binary(path, data, pos, n, vectors, errors):
         space = data.find(b" ", pos)
         if space <= pos or space + 1 + width > len(data) or i == vectors.shape[0]:
             raise ValueError(f"{path}: truncated or corrupt at word {i + 1} of {n} (byte {pos})")
-        if i == 0 and dim > 1 and set(data[space + 1 : space + 1 + width]) <= _TEXT_BYTES:
+        if i == 0 and width >= 16 and set(data[space + 1 : space + 1 + width]) <= _TEXT_BYTES:
             raise ValueError(f"{path}: this is a text vectors file, not binary (read it as text: name it "
                              f".txt or .vec, or pass binary=False)")
         raw = data[pos:space]

@@ -583,8 +583,9 @@ def _check_model_arrays(meta, arrays, model):
     for name in ("syn0", "syn1neg", "accum0", "accum1"):
         if not np.isfinite(arrays[name]).all():
             raise ValueError(f"array {name!r} has values that are not finite")
-    if (arrays["accum0"] < 0).any() or (arrays["accum1"] < 0).any():
-        raise ValueError("Adagrad's accumulators must not be negative")
+    for name in ("accum0", "accum1"):
+        if (arrays[name] < 0).any():
+            raise ValueError(f"array {name!r} (an Adagrad accumulator) has negative values")
 
 
 def _available_memory() -> int:
