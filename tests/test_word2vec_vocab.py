@@ -96,6 +96,9 @@ def test_missing_and_empty_corpus_errors(tmp_path):
         Word2Vec(corpus_file=rare)
     with pytest.raises(TypeError, match="list of tokens"):
         Word2Vec(sentences=["a sentence as a string"])
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ValueError, match="regular file"):
+        Word2Vec(corpus_file=tmp_path / "fifo")
 
 
 def test_keep_probability_formula():

@@ -75,12 +75,16 @@ def check_corpus_file(path) -> str:
         If the file does not exist.
     IsADirectoryError, PermissionError
         If it is a directory or cannot be read.
+    ValueError
+        If it is a pipe, device or socket (a corpus is read more than once).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"corpus file not found: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"corpus path is a directory, not a file: {path}")
+    if not os.path.isfile(path):
+        raise ValueError(f"corpus must be a regular file, read again every epoch (not a pipe or device): {path}")
     if not os.access(path, os.R_OK):
         raise PermissionError(f"corpus file is not readable: {path}")
     return path
