@@ -116,6 +116,24 @@ def test_fixtures_are_current(family):
         cases.assert_same_inputs({k: v for k, v in rec.items() if k != "expected"}, new, rec["name"])
 
 
+def test_max_norm_decisions_are_far_from_the_threshold():
+    """A looked-up row is renormed when its norm exceeds max_norm: were a recorded row's norm
+    within rounding of max_norm, another CPU's pow/sum could flip that decision and change the
+    result by far more than TOL. Every table row of a max_norm case is at least 1e-4 (relative)
+    away from it. (Rows renormed by a first call end 1e-7 below it; renorming them again would move
+    them by 1e-7 relative, within TOL.)"""
+    for family, family_cases in RECORDED.items():
+        for case in family_cases:
+            for table in case["tables"]:
+                options = table["options"]
+                if options.get("max_norm") is None:
+                    continue
+                norms = np.linalg.norm(table["weight"].astype(np.float64),
+                                       ord=options.get("norm_type", 2.0), axis=1)
+                gap = np.abs(norms / options["max_norm"] - 1).min()
+                assert gap > 1e-4, f"{family}:{case['name']}: a row's norm is {gap:.1e} from max_norm"
+
+
 def _ulps_away(x, n):
     """``x`` moved ``n`` ulps towards +inf, element by element."""
     for _ in range(n):
