@@ -19,16 +19,30 @@ from .prefetch import prefetch_item, prefetch_row
 
 
 @jit(inline="always")
+def _ratio(num, den):
+    """``num / den``, or ``num`` where ``den`` is 0 (then ``num`` is 0, or too small to square).
+
+    A denominator ``√S + eps`` is 0 only when ``eps`` is 0 (or underflows in the table's dtype) and
+    the accumulator is 0, so the numerator, whose square is in it, is 0 as well: an update of
+    ``num`` there is the 0 it should be, not 0/0 = NaN, and leaves every other result's bits as they
+    were. A select, not a branch: the loop still vectorises.
+    """
+    return num / den if den > 0 else num
+
+
+@jit(inline="always")
 def adagrad_row_update(weight, accum, row, grad, lr, eps):
     """Adagrad on one row: ``accum[row] += g**2; weight[row] -= lr * g / (sqrt(accum[row]) + eps)``.
 
-    The building block shared with the word2vec trainer's ``optimizer="adagrad"``.
+    The building block shared with the word2vec trainer's ``optimizer="adagrad"``. With ``eps = 0``
+    a coordinate whose ``accum`` is 0 has ``g = 0`` (or a ``g`` whose square underflows): it moves
+    by ``lr * g`` instead of 0/0 = NaN (see :func:`_ratio`).
     """
     for j in range(grad.shape[0]):
         g = grad[j]
         s = accum[row, j] + g * g
         accum[row, j] = s
-        weight[row, j] -= lr * (g / (np.sqrt(s) + eps))
+        weight[row, j] -= lr * _ratio(g, np.sqrt(s) + eps)
 
 
 # Each step kernel: for every unique row u, sum its gradient into ``buf`` and update
@@ -95,7 +109,9 @@ def rowwise_adagrad_step(weight, accum, indices, order, starts, src, coef, grad,
             r = indices[u]
             h = accum[r] + _sum_squares(buf) / dim_f
             accum[r] = h
-            step = lr / (np.sqrt(h) + eps)
+            den = np.sqrt(h) + eps
+            # den = 0 (eps = 0 and h = 0): the row's gradient is 0, and so is its step (h, typed).
+            step = lr / den if den > 0 else h
             for j in range(dim):
                 weight[r, j] -= step * buf[j]
 
@@ -123,4 +139,4 @@ def sparse_adam_step(weight, exp_avg, exp_avg_sq, indices, order, starts, src, c
                 v = v + (g * g - v) * one_minus_beta2
                 exp_avg[r, j] = m
                 exp_avg_sq[r, j] = v
-                weight[r, j] -= step_size * (m / (np.sqrt(v) + eps))
+                weight[r, j] -= step_size * _ratio(m, np.sqrt(v) + eps)
