@@ -201,7 +201,8 @@ def test_step_without_gradients_is_a_no_op():
 
 
 @pytest.mark.parametrize("make,name", [
-    (lambda p: sm.optim.SGD(p, lr=0), "lr"),
+    (lambda p: sm.optim.SGD(p, lr=-0.1), "lr"),
+    (lambda p: sm.optim.SparseAdam(p, lr=0), "lr"),
     (lambda p: sm.optim.Adagrad(p, lr=-1), "lr"),
     (lambda p: sm.optim.Adagrad(p, eps=-1e-3), "eps"),
     (lambda p: sm.optim.Adagrad(p, lr_decay=-0.1), "lr_decay"),
