@@ -171,7 +171,7 @@ def _train(args, parser):
             raise ValueError(f"corpus {args.corpus} is empty") from None
         raise ValueError(f"no word in {args.corpus} occurs --min-count={err.min_count} times (the most "
                          f"frequent occurs {err.max_count}); lower --min-count") from None
-    if not np.isfinite(model.get_latest_training_loss()) or not np.isfinite(model.wv.vectors).all():
+    if not np.isfinite(model.epoch_losses[-1]) or not np.isfinite(model.wv.vectors).all():
         raise ValueError(f"training diverged (the vectors are not finite) with --alpha {args.alpha}; "
                          f"lower it; nothing was written")
     if kind == "model":
@@ -180,7 +180,7 @@ def _train(args, parser):
         model.wv.save_word2vec_format(args.output, binary=kind == "binary")
     if not args.quiet:
         print(f"wrote {len(model.wv)} vectors of dimension {model.vector_size} to {args.output} "
-              f"(last epoch loss {model.get_latest_training_loss():.4f}; trained on {model.train_words} words "
+              f"(last epoch loss {model.epoch_losses[-1]:.4f}; trained on {model.train_words} words "
               f"in {model.train_seconds:.2f} s, {model.train_words / model.train_seconds:.0f} words/s)")
 
 

@@ -27,7 +27,26 @@ def test_loss_falls_over_epochs(demo_corpus, sg):
     losses = model.epoch_losses
     assert len(losses) == 4
     assert losses[-1] < 0.8 * losses[0]
-    assert model.get_latest_training_loss() == losses[-1]
+    assert model.get_latest_training_loss() == 0.0  # gensim's: kept only with compute_loss
+
+
+def test_running_loss_is_gensims_total_for_the_train_call(demo_corpus):
+    class Deltas:
+        def __init__(self):
+            self.seen = []
+
+        def on_epoch_end(self, model):
+            self.seen.append(model.get_latest_training_loss())
+
+    cb = Deltas()
+    model = _train(demo_corpus, epochs=3, compute_loss=True, callbacks=[cb])
+    deltas = np.diff([0.0] + cb.seen)
+    assert (deltas > 0).all() and deltas[-1] < deltas[0]  # the usual callback's per-epoch loss falls
+    assert model.get_latest_training_loss() == cb.seen[-1]
+    effective, raw = model.train(corpus_file=demo_corpus, total_examples=model.corpus_count, epochs=1,
+                                 compute_loss=True)
+    assert 0 < model.get_latest_training_loss() < cb.seen[-1]  # reset at each train() call
+    assert raw == model.corpus_total_words and 0 < effective <= raw
 
 
 @pytest.mark.parametrize("sg, optimizer", [(1, "sgd"), (0, "sgd"), (1, "adagrad"), (0, "adagrad")])
@@ -59,7 +78,7 @@ def test_adagrad_updates_only_rows_it_touches_and_learns(demo_corpus):
     lazy.build_vocab(sentences=[["a", "b", "z"]] * 3)
     z = lazy.wv.key_to_index["z"]
     before = lazy.wv.vectors.copy()
-    lazy.train(sentences=[["a", "b", "a", "b"]] * 50)
+    lazy.train(sentences=[["a", "b", "a", "b"]] * 50, total_examples=50, epochs=1)
     assert np.all(lazy.accum0[z] == 0) and np.array_equal(lazy.wv.vectors[z], before[z])
     assert np.all(lazy.accum0[lazy.wv.key_to_index["a"]] > 0)
 
@@ -81,8 +100,8 @@ def test_save_load_keeps_everything_and_training_continues(demo_corpus, tmp_path
         assert np.array_equal(getattr(loaded, name), getattr(model, name)), name
     assert np.array_equal(loaded.wv.vectors, model.wv.vectors)
     # Continuing the loaded copy and the original gives the same result.
-    model.train(corpus_file=demo_corpus, epochs=1)
-    loaded.train(corpus_file=demo_corpus, epochs=1)
+    model.train(corpus_file=demo_corpus, total_examples=model.corpus_count, epochs=1)
+    loaded.train(corpus_file=demo_corpus, total_examples=model.corpus_count, epochs=1)
     assert np.array_equal(loaded.wv.vectors, model.wv.vectors)
     assert len(loaded.epoch_losses) == 4
 
@@ -97,7 +116,7 @@ def test_load_rejects_other_files(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, name", [({"vector_size": 0}, "vector_size"), ({"window": 0}, "window"),
-                                          ({"negative": 0}, "negative"), ({"epochs": 0}, "epochs"),
+                                          ({"negative": -1}, "negative"), ({"hs": 2}, "hs"), ({"epochs": 0}, "epochs"),
                                           ({"alpha": -1.0}, "alpha"), ({"optimizer": "adam"}, "optimizer"),
                                           ({"workers": 0}, "workers"), ({"alpha": float("inf")}, "alpha"),
                                           ({"min_alpha": float("inf")}, "min_alpha"),
@@ -118,10 +137,10 @@ def test_callbacks_are_called_per_epoch(demo_corpus):
 
     class Recorder:
         def on_epoch_end(self, model):
-            seen.append(model.get_latest_training_loss())
+            seen.append(model.epoch_losses[-1])
 
     model = _train(demo_corpus, epochs=2, callbacks=[Recorder()])
-    assert seen == model.epoch_losses
+    assert seen == model.epoch_losses and len(seen) == 2
 
 
 @pytest.mark.parametrize("sg", [1, 0])
@@ -218,21 +237,30 @@ def test_load_refuses_bad_metadata_naming_the_file(saved_model, tmp_path):
 
 def test_a_checked_model_still_loads_and_trains(saved_model, demo_corpus, tmp_path):
     model = Word2Vec.load(_resave(saved_model, tmp_path / "ok.npz"))
-    model.train(corpus_file=demo_corpus, epochs=1)
+    model.train(corpus_file=demo_corpus, total_examples=model.corpus_count, epochs=1)
     assert np.isfinite(model.wv.vectors).all() and len(model.epoch_losses) == 2
 
 
 def test_an_exhausted_iterator_and_bad_sentences_are_named():
     sentences = (s for s in [["a", "b", "c"]] * 30)
-    model = Word2Vec(sentences, vector_size=4, min_count=1, epochs=1, workers=1, quiet=True)
+    with pytest.raises(TypeError, match="generator .* 6 passes"):  # gensim's refusal: 1 + 5 epochs
+        Word2Vec(sentences, vector_size=4, min_count=1, workers=1, quiet=True)
+    model = Word2Vec(vector_size=4, min_count=1, workers=1, quiet=True)
+    model.build_vocab(sentences)
     with pytest.raises(ValueError, match="exhausted"):
-        model.train(sentences)
+        model.train(sentences, total_examples=30, epochs=1)
     with pytest.raises(TypeError, match="sentence 1 .*None"):
         Word2Vec([["a"], None], min_count=1, quiet=True)
     with pytest.raises(TypeError, match="sentence 0 .*7"):
         Word2Vec([7], min_count=1, quiet=True)
     with pytest.raises(ValueError, match="start_alpha"):
-        model.train([["a", "b"]], start_alpha=float("inf"))
+        model.train([["a", "b"]], total_examples=1, epochs=1, start_alpha=float("inf"))
+    with pytest.raises(ValueError, match="total_examples or total_words"):
+        model.train([["a", "b"]], epochs=1)
+    with pytest.raises(ValueError, match="explicit epochs"):
+        model.train([["a", "b"]], total_examples=1)
+    with pytest.raises(ValueError, match="'hs' or 'negative'"):
+        Word2Vec([["a", "b"]], min_count=1, hs=0, negative=0)
 
 
 def test_tables_too_large_for_memory_are_refused_before_allocating(monkeypatch):

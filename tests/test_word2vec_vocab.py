@@ -12,7 +12,7 @@ from sparsemb.kernels.word2vec import draw_negatives, first_invalid_utf8
 from sparsemb.word2vec import Word2Vec
 from sparsemb.word2vec import corpus as C
 from sparsemb.word2vec.model import VocabularyError
-from sparsemb.word2vec.vocab import Vocabulary
+from sparsemb.word2vec.vocab import Vocabulary, count_words
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
@@ -83,7 +83,7 @@ def test_file_reader_splits_lines_and_replaces_invalid_utf8_with_one_warning(tmp
     assert [len(s) for s in sentences[3:]] == [10000, 1]
 
 
-def test_missing_and_empty_corpus_errors(tmp_path):
+def test_missing_and_empty_corpus_errors(tmp_path, caplog):
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         Word2Vec(corpus_file=tmp_path / "nope.txt")
     empty = tmp_path / "empty.txt"
@@ -94,8 +94,11 @@ def test_missing_and_empty_corpus_errors(tmp_path):
     rare.write_text("a b c\n")
     with pytest.raises(VocabularyError, match="min_count=5"):
         Word2Vec(corpus_file=rare)
-    with pytest.raises(TypeError, match="list of tokens"):
-        Word2Vec(sentences=["a sentence as a string"])
+    # gensim's reading of a string as a sentence: its characters, with gensim's warning.
+    model = Word2Vec(vector_size=4, min_count=1)
+    model.build_vocab(["ab", "ba"])
+    assert "Each 'sentences' item should be a list of words" in caplog.text
+    assert sorted(model.vocab.index_to_key) == ["a", "b"]
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(ValueError, match="regular file"):
         Word2Vec(corpus_file=tmp_path / "fifo")
@@ -143,10 +146,11 @@ def _python_reading(path, key_to_index=None):
     """Reference: the pure-Python reader (file_sentences, str.split, dict lookups)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnicodeWarning)
-        words, counts, encoded = C.scan(C.file_sentences(path))
-        if key_to_index is not None:
-            encoded = C.encode(C.file_sentences(path), key_to_index)
-    return words, counts, encoded
+        raw, n_tokens, n_sentences = count_words(C.file_sentences(path))
+        words = {w: i for i, w in enumerate(raw.names)}
+        encoded = C.encode(C.file_sentences(path), words if key_to_index is None else key_to_index)
+    assert (encoded.n_sentences, key_to_index is not None or encoded.n_tokens == n_tokens) == (n_sentences, True)
+    return raw.names, raw.counts, encoded
 
 
 def _numba_encoding(path, table, offsets=(0, None)):

@@ -6,22 +6,23 @@ of that length, as gensim's ``LineSentence`` does; empty lines are not sentences
 
 A file is never held in memory, as text or as ids: :func:`count_file` counts it block by block in
 Numba (:class:`WordTable`, words as UTF-8 bytes, no Python strings per token), and training reads it
-again, each thread its own byte range, turning blocks into ids as it goes (:func:`encode_file`). An
-iterable is read once into a compact :class:`EncodedCorpus`, since it may not be re-iterable cheaply.
+again, each thread its own byte range, turning blocks into ids as it goes (:func:`encode_file`). Nor is
+an iterable: it is read again every epoch, as gensim reads it, in batches (:func:`encode_batches`).
 """
 from __future__ import annotations
 
-import itertools
+import logging
 import os
 import threading
 import warnings
 from array import array
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..kernels import word2vec as _k
+
+logger = logging.getLogger(__name__)
 
 from .._limits import MAX_SENTENCE_LENGTH
 
@@ -147,11 +148,14 @@ def split_long(tokens):
 def iterable_sentences(sentences):
     """Yield the token lists of an iterable corpus, split like :func:`file_sentences`.
 
+    A string where a list of tokens belongs is taken, as gensim takes it, as a sequence of one-character
+    tokens, with gensim's warning (once).
+
     Raises
     ------
     TypeError
-        If ``sentences`` is not iterable, or an item is not a list of tokens (a string, None, a
-        number); the message gives the item's index.
+        If ``sentences`` is not iterable, or an item is not a sequence of tokens (None, a number); the
+        message gives the item's index.
     ValueError
         If ``sentences`` is an iterator (a generator, say) that yields nothing because it was read
         already.
@@ -161,10 +165,12 @@ def iterable_sentences(sentences):
     except TypeError:
         raise TypeError(f"sentences must be an iterable of token lists, got {type(sentences).__name__}") from None
     n = -1
+    warned = False
     for n, sentence in enumerate(items):
-        if isinstance(sentence, (str, bytes)):
-            raise TypeError(f"sentence {n} must be a list of tokens, got a {type(sentence).__name__}: "
-                            f"{sentence[:50]!r}")
+        if isinstance(sentence, (str, bytes)) and not warned:
+            logger.warning("Each 'sentences' item should be a list of words (usually unicode strings). "
+                           "First item here is instead plain %s.", type(sentence))
+            warned = True
         try:
             tokens = list(sentence)
         except TypeError:
@@ -173,31 +179,6 @@ def iterable_sentences(sentences):
     if n < 0 and items is sentences:
         raise ValueError("sentences is an iterator that is already exhausted (a generator can be read only "
                          "once); pass a list or another iterable that can be read again")
-
-
-def scan(sentences):
-    """Read a corpus once, giving every distinct word a provisional id in first-seen order.
-
-    Parameters
-    ----------
-    sentences : iterable of list of str
-        Output of :func:`file_sentences` or :func:`iterable_sentences`.
-
-    Returns
-    -------
-    words : list of str
-        The distinct words, in the order they were first seen.
-    counts : ndarray of int64, shape (len(words),)
-        How often each word occurs.
-    corpus : EncodedCorpus
-        The corpus in provisional ids (indices into ``words``).
-    """
-    # A defaultdict whose factory hands out the next integer turns tokens into ids entirely in C:
-    # ``map(ids.__getitem__, tokens)`` never runs Python code per token.
-    word_ids = defaultdict(itertools.count().__next__)
-    corpus = _encode_with(sentences, word_ids.__getitem__)
-    counts = np.bincount(corpus.ids, minlength=len(word_ids)).astype(np.int64)
-    return list(word_ids), counts, corpus
 
 
 def _encode_with(sentences, lookup) -> EncodedCorpus:
@@ -216,6 +197,34 @@ class _Lookup(dict):
 
     def __missing__(self, key):
         return -1
+
+
+def encode_batches(sentences, key_to_index, batch_tokens):
+    """Yield a corpus in batches of about ``batch_tokens`` raw tokens, as ids of an existing vocabulary.
+
+    Words outside it are left out, as in :func:`encode`; the corpus is read as it goes, so memory holds
+    one batch whatever the corpus size.
+
+    Yields
+    ------
+    batch : EncodedCorpus
+    raw_tokens, n_sentences : int
+        Tokens of the batch before words outside the vocabulary were left out, and its sentences.
+    """
+    lookup = _Lookup(key_to_index).__getitem__
+    remap = np.arange(len(key_to_index) + 1, dtype=np.int32)
+    remap[-1] = -1  # id -1 indexes the last entry
+    sentences = iter(sentences)
+    while True:
+        chunk, raw = [], 0
+        for tokens in sentences:
+            chunk.append(tokens)
+            raw += len(tokens)
+            if raw >= batch_tokens:
+                break
+        if not chunk:
+            return
+        yield _encode_with(chunk, lookup).keep(remap), raw, len(chunk)
 
 
 def encode(sentences, key_to_index) -> EncodedCorpus:

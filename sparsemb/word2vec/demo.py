@@ -150,7 +150,7 @@ def run_demo(sg=1, vector_size=50, epochs=10, workers=None, seed=1, n_sentences=
         model.wv.save_word2vec_format(vectors, binary=True)
         wv = KeyedVectors.load_word2vec_format(vectors, binary=True)
         print(f"trained in {time.perf_counter() - t0:.1f} s, final loss "
-              f"{model.get_latest_training_loss():.3f}; vectors written to {vectors} and read back", file=out)
+              f"{model.epoch_losses[-1]:.3f}; vectors written to {vectors} and read back", file=out)
         for word in ("paris", "queen", "went"):
             near = ", ".join(f"{w} {s:.2f}" for w, s in wv.most_similar(word, topn=5))
             print(f"  nearest to {word}: {near}", file=out)

@@ -7,26 +7,30 @@ with the GIL released, so one Python thread per worker runs them in parallel.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
+import queue
 import sys
 import threading
 import time
 import zipfile
-import math
 from numbers import Integral, Real
+import types
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 from tqdm import tqdm
 
 from .. import _config
+from .._io import atomic_write
 from .._limits import MAX_NEGATIVE, MAX_SENTENCE_LENGTH, MAX_WINDOW
 from ..kernels import word2vec as _k
 from . import corpus as _corpus
-from .._io import atomic_write
 from .keyedvectors import KeyedVectors
-from .vocab import Vocabulary, count_words, select
+from .vocab import RawCounts, Vocabulary, by_frequency, count_words, downsampling, effective_min_count, kept
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +39,13 @@ logger = logging.getLogger(__name__)
 PIECE_TOKENS = 1 << 18
 
 _OPTIMIZERS = ("sgd", "adagrad")
-_PARAMS = ("vector_size", "window", "min_count", "sg", "negative", "sample", "alpha", "min_alpha", "epochs",
-           "workers", "seed", "ns_exponent", "cbow_mean", "max_vocab_size", "max_final_vocab", "optimizer",
+_PARAMS = ("vector_size", "window", "min_count", "sg", "hs", "negative", "sample", "alpha", "min_alpha", "epochs",
+           "workers", "seed", "ns_exponent", "cbow_mean", "null_word", "sorted_vocab", "batch_words",
+           "compute_loss", "comment", "max_vocab_size", "max_final_vocab", "shrink_windows", "optimizer",
            "adagrad_eps", "shared_negatives")
+#: State saved beside the parameters (a file without it, from an earlier version, takes the default).
+_STATE = ("epoch_losses", "corpus_count", "corpus_total_words", "effective_min_count", "min_alpha_yet_reached",
+          "train_count", "running_training_loss")
 
 
 def _seed_states(seed, n):
@@ -50,6 +58,70 @@ def _seed_states(seed, n):
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
         states.append((z ^ (z >> 31)) & ((1 << 48) - 1))
     return np.array(states, dtype=np.uint64)
+
+
+class _Job(NamedTuple):
+    """One kernel call: sentences ``lo:hi`` of ``(ids, starts)``, the learning rate going from ``alpha0``
+    to ``alpha1`` as the call's tokens run from ``done`` to ``total``."""
+
+    ids: np.ndarray
+    starts: np.ndarray
+    lo: int
+    hi: int
+    alpha0: np.float32
+    alpha1: np.float32
+    done: int
+    total: int
+    tokens: int
+    raw: int = 0
+
+
+class _Feed(NamedTuple):
+    """Where an epoch's jobs come from: ``jobs(thread, epoch, stop)`` yields a thread's jobs; with a
+    ``producer`` ``(produce(epoch, stop), queue)`` one thread reads the corpus for all of them.
+    ``tokens`` (words in the vocabulary) and ``raw`` (all words) per epoch, None where not known ahead."""
+
+    tokens: Optional[int]
+    raw: Optional[int]
+    jobs: Callable
+    producer: Optional[tuple]
+
+
+class _EpochResult(NamedTuple):
+    tokens: int
+    loss: float
+    examples: int
+    kept: int
+    raw: int
+
+
+def _one_corpus(corpus_iterable, sentences):
+    """gensim 4's ``corpus_iterable=`` and the older ``sentences=``: the one given."""
+    if corpus_iterable is not None and sentences is not None:
+        raise TypeError("give corpus_iterable or sentences, not both")
+    return sentences if corpus_iterable is None else corpus_iterable
+
+
+def _check_corpus(corpus_iterable, corpus_file, passes):
+    """gensim's ``_check_corpus_sanity``: exactly one corpus; a generator cannot serve several passes."""
+    if corpus_file is None and corpus_iterable is None:
+        raise TypeError("Either one of corpus_file or corpus_iterable value must be provided")
+    if corpus_file is not None and corpus_iterable is not None:
+        raise TypeError("Both corpus_file and corpus_iterable must not be provided at the same time")
+    if corpus_iterable is not None and isinstance(corpus_iterable, types.GeneratorType) and passes > 1:
+        raise TypeError(f"Using a generator as corpus_iterable can't support {passes} passes. Try a "
+                        f"re-iterable sequence.")
+    if corpus_file is not None and os.path.splitext(os.fspath(corpus_file))[1].lower() in _COMPRESSED:
+        raise TypeError(f"Training from compressed files is not supported with the `corpus_path` argument. "
+                        f"Please decompress {corpus_file} or use `corpus_iterable` instead.")
+
+
+#: Extensions gensim's smart_open decompresses: a corpus_file must be plain text.
+_COMPRESSED = (".bz2", ".gz", ".xz", ".zst", ".lzma", ".zip")
+
+
+def _load_on_instance(*args, **kwargs):
+    raise AttributeError("This method should be called on a class object: model = Word2Vec.load(path)")
 
 
 class VocabularyError(ValueError):
@@ -95,42 +167,70 @@ def _check_float(name, value, low=None, strict=False):
 
 
 class Word2Vec:
-    """word2vec with negative sampling: skip-gram (``sg=1``) or CBOW (``sg=0``).
+    """word2vec: skip-gram (``sg=1``) or CBOW (``sg=0``), with negative sampling and/or hierarchical softmax.
+
+    Parameters are gensim 4's, in gensim's order, with gensim's defaults (but ``workers``: all cores).
 
     Parameters
     ----------
     sentences : iterable of list of str, optional
-        The corpus; read once. Give this or ``corpus_file`` to build the vocabulary and train at once.
+        The corpus, read again every epoch (so it must be re-iterable: a generator is refused, as in
+        gensim). Give this or ``corpus_file`` to build the vocabulary and train at once.
     corpus_file : str or os.PathLike, optional
-        A UTF-8 text file, one sentence per line, tokens separated by whitespace.
+        A UTF-8 text file, one sentence per line, tokens separated by whitespace (read by compiled code,
+        each thread its own part: the fast way in).
     vector_size : int
         Dimension of the vectors.
-    window : int
-        Largest distance between centre and context word (shrunk uniformly per centre word).
-    min_count : int
-        Words seen fewer times are ignored.
-    sg : {0, 1}
-        1 for skip-gram, 0 for CBOW.
-    negative : int
-        Noise words per example.
-    sample : float
-        Subsampling threshold for frequent words (0 disables).
     alpha, min_alpha : float
         Learning rate, decaying linearly from ``alpha`` to ``min_alpha`` over all epochs.
-    epochs : int
+    window : int
+        Largest distance between centre and context word (shrunk uniformly per centre word unless
+        ``shrink_windows=False``).
+    min_count : int
+        Words seen fewer times are ignored.
+    max_vocab_size : int, optional
+        Prune rare words while counting whenever more than this many are held (as gensim).
+    sample : float
+        Subsampling threshold for frequent words (0 disables).
+    seed : int
+        Seeds the initial vectors and each thread's random state.
     workers : int, optional
         Threads (Hogwild, lock-free); default all cores. With 1 and a seed a run is reproducible bit
         for bit.
-    seed : int
-        Seeds the initial vectors and each thread's random state.
+    sg : {0, 1}
+        1 for skip-gram, 0 for CBOW.
+    hs : {0, 1}
+        1 for hierarchical softmax (gensim's Huffman tree, output table ``syn1``).
+    negative : int
+        Noise words per example (0: no negative sampling; then ``hs`` must be 1).
     ns_exponent : float
         Noise distribution is counts**ns_exponent.
     cbow_mean : {0, 1}
         CBOW uses the mean (1) or the sum (0) of the context vectors.
-    max_vocab_size : int, optional
-        Prune rare words while counting whenever more than this many are held (as gensim).
+    hashfxn : callable
+        Accepted for gensim's signature; vectors are seeded by ``seed`` alone.
+    epochs : int
+    null_word : {0, 1}
+        Add gensim's padding word ``"\\0"`` to the vocabulary.
+    trim_rule : callable, optional
+        ``trim_rule(word, count, min_count)`` returning gensim's RULE_DISCARD, RULE_KEEP or
+        RULE_DEFAULT (:mod:`sparsemb.word2vec.vocab` has the same constants); used while building the
+        vocabulary, not stored.
+    sorted_vocab : {0, 1}
+        Sort the vocabulary by descending count.
+    batch_words : int
+        Accepted for gensim's signature (batches here are sized for the kernels).
+    compute_loss : bool
+        Keep gensim's running loss, read with :meth:`get_latest_training_loss`. (The loss is always
+        computed: ``epoch_losses`` holds each epoch's mean.)
+    callbacks : sequence, optional
+        Objects with any of ``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end``, ``on_train_end``,
+        each called with the model, for the training the constructor runs.
+    comment : str, optional
     max_final_vocab : int, optional
         Raise min_count so that at most about this many words are kept.
+    shrink_windows : bool
+        Shrink each centre word's window uniformly at random (gensim's and word2vec's default).
     optimizer : {"sgd", "adagrad"}
         "sgd" is classic word2vec. "adagrad" applies lazy Adagrad (learning rate ``alpha`` with the
         same schedule) to exactly the rows each example touches.
@@ -141,9 +241,6 @@ class Word2Vec:
         context words, and update the two small blocks of vectors at once (Ji et al. 2016, "Parallelizing
         Word2Vec in Shared and Distributed Memory"). Faster, with scores no worse than gensim's on
         scripts/compare_gensim.py; False samples per pair as gensim and the C tool do.
-    callbacks : sequence, optional
-        Objects with any of ``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end``, ``on_train_end``,
-        each called with the model.
     quiet : bool
         No progress bar.
 
@@ -152,25 +249,34 @@ class Word2Vec:
     wv : KeyedVectors
         The word vectors (the input table, shared, not copied).
     syn1neg : ndarray of float32, shape (V, vector_size)
-        The output table.
+        The output table of negative sampling (zero rows when ``negative=0``).
+    syn1 : ndarray of float32, shape (V, vector_size)
+        The output table of hierarchical softmax, one row per inner node of the tree (zero rows when
+        ``hs=0``).
     epoch_losses : list of float
-        Mean loss per predicted example for every epoch trained so far.
+        Mean loss per predicted example for every epoch trained so far (float64, always kept).
+    running_training_loss : float
+        gensim's: the summed loss of the current (or last) :meth:`train` call, when ``compute_loss``.
     effective_words : int
         Tokens that survived subsampling in the last epoch.
     train_seconds : float
-        Wall time of the last :meth:`train` call (training only: the corpus was read before).
+        Wall time of the last :meth:`train` call.
     train_words : int
         Corpus tokens (in the vocabulary) trained on by that call, over all its epochs.
+    corpus_count, corpus_total_words : int
+        Sentences and raw tokens of the corpus the vocabulary was built from.
     """
 
-    def __init__(self, sentences=None, corpus_file=None, vector_size=100, window=5, min_count=5, sg=0,
-                 negative=5, sample=1e-3, alpha=0.025, min_alpha=1e-4, epochs=5, workers=None, seed=1,
-                 ns_exponent=0.75, cbow_mean=1, max_vocab_size=None, max_final_vocab=None,
-                 optimizer="sgd", adagrad_eps=1e-10, shared_negatives=True, callbacks=(), quiet=False):
+    def __init__(self, sentences=None, corpus_file=None, vector_size=100, alpha=0.025, window=5, min_count=5,
+                 max_vocab_size=None, sample=1e-3, seed=1, workers=None, min_alpha=0.0001, sg=0, hs=0,
+                 negative=5, ns_exponent=0.75, cbow_mean=1, hashfxn=hash, epochs=5, null_word=0, trim_rule=None,
+                 sorted_vocab=1, batch_words=MAX_SENTENCE_LENGTH, compute_loss=False, callbacks=(), comment=None,
+                 max_final_vocab=None, shrink_windows=True, *, optimizer="sgd", adagrad_eps=1e-10,
+                 shared_negatives=True, quiet=False):
         _check_int("vector_size", vector_size, 1)
         _check_int("window", window, 1, MAX_WINDOW, f" (sentences are cut at {MAX_SENTENCE_LENGTH} tokens)")
         _check_int("min_count", min_count, 0)
-        _check_int("negative", negative, 1, MAX_NEGATIVE, " (each costs a row update; word2vec uses 5-20)")
+        _check_int("negative", negative, 0, MAX_NEGATIVE, " (each costs a row update; word2vec uses 5-20)")
         _check_int("epochs", epochs, 1)
         _check_int("seed", seed, 0)
         _check_float("sample", sample, 0)
@@ -178,53 +284,85 @@ class Word2Vec:
         _check_float("min_alpha", min_alpha, 0)
         _check_float("ns_exponent", ns_exponent)
         _check_float("adagrad_eps", adagrad_eps, 0, strict=True)
+        _check("hs", hs, hs in (0, 1), "0 or 1")
         _check("optimizer", optimizer, optimizer in _OPTIMIZERS, f"one of {_OPTIMIZERS}")
+        _check("optimizer", optimizer, not (hs and optimizer == "adagrad"), "'sgd' with hs=1")
         if workers is not None:
             _check_int("workers", workers, 1)
         if max_vocab_size is not None:
             _check_int("max_vocab_size", max_vocab_size, 1)
         if max_final_vocab is not None:
             _check_int("max_final_vocab", max_final_vocab, 1)
-        self.vector_size = int(vector_size)
+        self.vector_size = self.layer1_size = int(vector_size)
         self.window = int(window)
         self.min_count = int(min_count)
         self.sg = int(bool(sg))
+        self.hs = int(hs)
         self.negative = int(negative)
         self.sample = float(sample)
         self.alpha = float(alpha)
         self.min_alpha = float(min_alpha)
+        self.min_alpha_yet_reached = float(alpha)
         self.epochs = int(epochs)
         self.workers = int(workers) if workers is not None else _config.max_threads()
         self.seed = int(seed)
         self.ns_exponent = float(ns_exponent)
         self.cbow_mean = int(bool(cbow_mean))
+        self.hashfxn = hashfxn
+        self.null_word = int(bool(null_word))
+        self.sorted_vocab = int(bool(sorted_vocab))
+        self.batch_words = batch_words
+        self.compute_loss = bool(compute_loss)
+        self.comment = comment
         self.max_vocab_size = max_vocab_size
         self.max_final_vocab = max_final_vocab
+        self.shrink_windows = bool(shrink_windows)
         self.optimizer = optimizer
         self.adagrad_eps = float(adagrad_eps)
         self.shared_negatives = bool(shared_negatives)
-        self.callbacks = tuple(callbacks)
         self.quiet = bool(quiet)
         self.vocab = None
         self.wv = None
-        self.syn1neg = None
+        self.syn1neg = self.syn1 = None
         self.epoch_losses = []
+        self.running_training_loss = 0.0
         self.effective_words = 0
         self.train_seconds = 0.0
         self.train_words = 0
+        self.train_count = 0
         self.corpus_count = 0
         self.corpus_total_words = 0
-        self._cached = None
+        self.effective_min_count = self.min_count
+        self._raw = None
+        self._raw_source = None
         self._vocab_source = None
+        # As gensim: ``model.load(...)`` is a mistake (it returns a new model, not this one) and raises.
+        self.load = _load_on_instance
         if sentences is not None or corpus_file is not None:
-            self.build_vocab(sentences=sentences, corpus_file=corpus_file)
-            self.train(sentences=sentences, corpus_file=corpus_file)
+            _check_corpus(sentences, corpus_file, passes=self.epochs + 1)
+            self.build_vocab(sentences, corpus_file, trim_rule=trim_rule)
+            self.train(sentences, corpus_file, total_examples=self.corpus_count,
+                       total_words=self.corpus_total_words, epochs=self.epochs, start_alpha=self.alpha,
+                       end_alpha=self.min_alpha, compute_loss=self.compute_loss, callbacks=callbacks)
+        else:
+            if trim_rule is not None:
+                logger.warning("The rule, if given, is only used to prune vocabulary during build_vocab() and is "
+                               "not stored as part of the model. Model initialized without sentences. trim_rule "
+                               "provided, if any, will be ignored.")
+            if callbacks:
+                logger.warning("Callbacks are no longer retained by the model, so must be provided whenever "
+                               "training is triggered, as in initialization with a corpus or calling `train()`. "
+                               "The callbacks provided in this initialization without triggering train will "
+                               "be ignored.")
+
+    def __str__(self):
+        size = 0 if self.vocab is None else len(self.vocab)
+        return f"{type(self).__name__}<vocab={size}, vector_size={self.vector_size}, alpha={self.alpha}>"
 
     # -- vocabulary -----------------------------------------------------------------------------
     @staticmethod
     def _source(sentences, corpus_file):
-        if (sentences is None) == (corpus_file is None):
-            raise TypeError("give exactly one of sentences or corpus_file")
+        """(key, token lists) of a corpus; the key identifies it (a file by path, size and time)."""
         if corpus_file is not None:
             path = _corpus.check_corpus_file(corpus_file)
             st = os.stat(path)
@@ -232,8 +370,38 @@ class Word2Vec:
         # The object itself (not its id, which a new object may reuse) identifies an iterable corpus.
         return ("iterable", sentences), _corpus.iterable_sentences(sentences)
 
-    def build_vocab(self, sentences=None, corpus_file=None):
-        """Count the corpus and choose the vocabulary (gensim's rules); initialise the tables.
+    @property
+    def raw_vocab(self):
+        """gensim's raw counts ``{word: count}`` of the last scan (emptied by :meth:`prepare_vocab`
+        unless ``keep_raw_vocab``)."""
+        return {} if self._raw is None else self._raw.as_dict()
+
+    @raw_vocab.setter
+    def raw_vocab(self, word_freq):
+        words = list(word_freq)
+        self._raw = RawCounts(words, np.array([word_freq[w] for w in words], dtype=np.int64))
+        self._raw_source = None
+
+    def build_vocab(self, corpus_iterable=None, corpus_file=None, update=False, progress_per=10000,
+                    keep_raw_vocab=False, trim_rule=None, *, sentences=None, **kwargs):
+        """Count the corpus and choose the vocabulary (gensim's rules); make or grow the tables.
+
+        Parameters
+        ----------
+        corpus_iterable, corpus_file
+            The corpus (``sentences=`` is accepted for ``corpus_iterable``).
+        update : bool
+            Add the corpus's new words (those reaching ``min_count`` in it) to the vocabulary, after
+            the old ones, and add its counts to the old words'; the old vectors are kept and the tables
+            grown, as gensim does.
+        progress_per : int
+            Accepted for gensim's signature.
+        keep_raw_vocab : bool
+            Keep :attr:`raw_vocab` after the vocabulary is chosen.
+        trim_rule : callable, optional
+            See the constructor.
+        **kwargs
+            ``min_count``, ``sample``, ``dry_run`` for :meth:`prepare_vocab`.
 
         Raises
         ------
@@ -241,164 +409,243 @@ class Word2Vec:
             (a ValueError) If the corpus is empty or no word occurs ``min_count`` times.
         FileNotFoundError
             If ``corpus_file`` does not exist.
+        TypeError
+            If both or neither corpus is given, or the iterable is a generator.
         """
-        key, stream = self._source(sentences, corpus_file)
-        name = corpus_file if corpus_file is not None else "sentences"
-        encoded = table = None
-        if self.max_vocab_size:
-            words, counts = count_words(stream, self.max_vocab_size)
-        elif key[0] == "file":
-            table, _, self.corpus_count = _corpus.count_file(key[1], self.workers)
-            counts = table.counts
+        corpus_iterable = _one_corpus(corpus_iterable, sentences)
+        _check_corpus(corpus_iterable, corpus_file, passes=1)
+        total_words, corpus_count = self.scan_vocab(corpus_iterable, corpus_file, trim_rule=trim_rule)
+        self.corpus_count, self.corpus_total_words = corpus_count, total_words
+        self.prepare_vocab(update=update, keep_raw_vocab=keep_raw_vocab, trim_rule=trim_rule, **kwargs)
+        if not kwargs.get("dry_run"):
+            self.prepare_weights(update=update)
+
+    def scan_vocab(self, corpus_iterable=None, corpus_file=None, progress_per=10000, workers=None, trim_rule=None):
+        """Count every word of the corpus (gensim's first step of :meth:`build_vocab`).
+
+        Returns
+        -------
+        total_words, corpus_count : int
+            Raw tokens and sentences.
+        """
+        corpus_iterable = _one_corpus(corpus_iterable, None)
+        _check_corpus(corpus_iterable, corpus_file, passes=1)
+        key, stream = self._source(corpus_iterable, corpus_file)
+        if key[0] == "file" and not self.max_vocab_size and trim_rule is None:
+            table, total_words, corpus_count = _corpus.count_file(key[1], workers or self.workers)
+            raw = RawCounts(table, table.counts)
         else:
-            words, counts, encoded = _corpus.scan(stream)
-        if counts.shape[0] == 0:
-            raise VocabularyError(name)
-        order, effective = select(counts, self.min_count, self.max_final_vocab)
-        if order.shape[0] == 0:
-            raise VocabularyError(name, effective, int(counts.max()))
-        kept = table.words(order) if table is not None else [words[i] for i in order]
-        self.vocab = Vocabulary(kept, counts[order])
-        self.corpus_total_words = int(counts.sum())
-        self._vocab_source = key if self.max_vocab_size is None else None
-        if encoded is not None:
-            remap = np.full(counts.shape[0], -1, dtype=np.int32)
-            remap[order] = np.arange(order.shape[0], dtype=np.int32)
-            self.corpus_count = encoded.n_sentences
-            self._cached = (key, encoded.keep(remap))
-        logger.info("vocabulary: %d words of %d distinct, %d tokens", len(self.vocab), counts.shape[0],
-                    self.corpus_total_words)
-        # Every distinct word of the corpus is in the counting table: let it go before the tables exist.
-        table = counts = words = None
+            raw, total_words, corpus_count = count_words(stream, self.max_vocab_size, trim_rule)
+        self._raw = raw
+        # Counts pruned while counting are not the corpus's: a training pass then counts again.
+        self._raw_source = key if not self.max_vocab_size else None
+        logger.info("collected %d word types from a corpus of %d raw words and %d sentences", len(raw),
+                    total_words, corpus_count)
+        return total_words, corpus_count
+
+    def prepare_vocab(self, update=False, keep_raw_vocab=False, trim_rule=None, min_count=None, sample=None,
+                      dry_run=False):
+        """Choose the vocabulary from the scanned counts (gensim's second step of :meth:`build_vocab`).
+
+        Returns
+        -------
+        dict
+            gensim's report: ``drop_unique``, ``retain_total``, ``downsample_unique``, ``downsample_total``,
+            ``num_retained_words``.
+
+        Raises
+        ------
+        RuntimeError
+            Before a scan, or with ``update`` before a vocabulary exists.
+        VocabularyError
+            If no word would be kept (nothing is changed).
+        """
+        raw = self._raw
+        if raw is None:
+            raise RuntimeError("scan a corpus first: build_vocab(), scan_vocab() or build_vocab_from_freq()")
+        if update and self.vocab is None:
+            raise RuntimeError("You cannot do an online vocabulary-update of a model which has no prior vocabulary. "
+                               "First build the vocabulary of your model with a corpus before doing an online update.")
+        min_count = min_count or self.min_count
+        sample = sample or self.sample
+        effective = effective_min_count(raw.counts, min_count, self.max_final_vocab)
+        keep = kept(raw, effective, trim_rule)
+        kept_words, kept_counts = raw.words(keep), raw.counts[keep]
+        if update:
+            old = self.vocab
+            new = [i for i, w in enumerate(kept_words) if w not in old.key_to_index]
+            words = old.index_to_key + [kept_words[i] for i in new]
+            counts = np.concatenate([old.counts, kept_counts[new]])
+            for w, c in zip(raw.words(range(len(raw))), raw.counts.tolist()):  # gensim adds every old word's
+                i = old.key_to_index.get(w)
+                if i is not None:
+                    counts[i] += c
+        else:
+            words, counts = kept_words, kept_counts
+            if self.null_word:
+                words, counts = words + ["\0"], np.append(counts, 1)
+            if self.sorted_vocab:
+                order = by_frequency(counts)
+                words, counts = [words[i] for i in order], counts[order]
+        down_unique, down_total = downsampling(kept_counts, sample)
+        report = {"drop_unique": len(raw) - len(keep), "retain_total": int(kept_counts.sum()),
+                  "downsample_unique": down_unique, "downsample_total": down_total,
+                  "num_retained_words": len(keep)}
+        if dry_run:
+            return report
+        if not words:
+            source = "the corpus" if self._raw_source is None or self._raw_source[0] == "iterable" \
+                else self._raw_source[1]
+            raise VocabularyError(source, effective if len(raw) else None, int(raw.counts.max(initial=0)))
+        self.effective_min_count = effective
+        if not update:
+            self.min_count, self.sample = min_count, sample
+        self.vocab = Vocabulary(words, counts)
+        self._vocab_source = None if update else self._raw_source
+        if not keep_raw_vocab:
+            self._raw = None
+        logger.info("vocabulary: %d words (effective min_count %d), %d of %d distinct words dropped", len(words),
+                    effective, report["drop_unique"], len(raw))
+        return report
+
+    def build_vocab_from_freq(self, word_freq, keep_raw_vocab=False, corpus_count=None, trim_rule=None,
+                              update=False):
+        """Build (or with ``update`` grow) the vocabulary from ``{word: count}`` instead of a corpus."""
+        self.raw_vocab = word_freq
+        self.corpus_count = corpus_count or 0
+        self.prepare_vocab(update=update, keep_raw_vocab=keep_raw_vocab, trim_rule=trim_rule)
+        self.prepare_weights(update=update)
+
+    def prepare_weights(self, update=False):
+        """Make the tables for the vocabulary, or with ``update`` grow them for its new words."""
+        if update and self.wv is not None and len(self.wv) < len(self.vocab):
+            self._grow_tables()
+        elif not update:
+            self._init_tables()
+
+    def reset_from(self, other_model):
+        """Take ``other_model``'s vocabulary and corpus counts, and make fresh tables for it."""
+        self.vocab = other_model.vocab
+        self.corpus_count, self.corpus_total_words = other_model.corpus_count, other_model.corpus_total_words
+        self._vocab_source = other_model._vocab_source
         self._init_tables()
+
+    def _new_vectors(self, rows, start):
+        """Rows ``start:start + rows`` of the input table: gensim 4's uniform [-1, 1) / dim."""
+        rng = np.random.default_rng(self.seed if start == 0 else [self.seed, start])
+        vec = rng.random((rows, self.vector_size), dtype=np.float32)
+        # In place (the same float32 operations as one expression): no table-sized temporaries.
+        vec *= np.float32(2.0)
+        vec -= np.float32(1.0)
+        vec /= np.float32(self.vector_size)
+        return vec
 
     def _init_tables(self):
         v, dim = len(self.vocab), self.vector_size
-        _check_memory(v, dim, 4 if self.optimizer == "adagrad" else 2)
-        rng = np.random.default_rng(self.seed)
-        # gensim 4's initialisation, uniform on [-1, 1) / dim (twice the C tool's spread): with the C
-        # tool's, scores on small corpora were measurably below gensim's (scripts/compare_gensim.py).
-        syn0 = rng.random((v, dim), dtype=np.float32)
-        # In place (the same float32 operations as one expression): no table-sized temporaries.
-        syn0 *= np.float32(2.0)
-        syn0 -= np.float32(1.0)
-        syn0 /= np.float32(dim)
-        self.syn1neg = np.zeros((v, dim), dtype=np.float32)
+        _check_memory(v, dim, (1 + bool(self.negative) + bool(self.hs)) * (2 if self.optimizer == "adagrad" else 1))
+        # gensim 4's initialisation (twice the C tool's spread): with the C tool's, scores on small
+        # corpora were measurably below gensim's (scripts/compare_gensim.py).
+        syn0 = self._new_vectors(v, 0)
+        self.syn1neg = np.zeros((v if self.negative else 0, dim), dtype=np.float32)
+        self.syn1 = np.zeros((v if self.hs else 0, dim), dtype=np.float32)
         shape = (v, dim) if self.optimizer == "adagrad" else (0, dim)
         self.accum0 = np.zeros(shape, dtype=np.float32)
         self.accum1 = np.zeros(shape, dtype=np.float32)
         self.rng_state = _seed_states(self.seed, self.workers)
-        self.wv = KeyedVectors(syn0, self.vocab.index_to_key, self.vocab.counts)
+        self.wv = KeyedVectors.from_arrays(syn0, self.vocab.index_to_key, counts=self.vocab.counts)
+
+    def _grow_tables(self):
+        old, v, dim = len(self.wv), len(self.vocab), self.vector_size
+        _check_memory(v - old, dim, 4)
+
+        def grow(a, fill):
+            if a.shape[0] == 0:
+                return a
+            return np.concatenate([a, fill if fill is not None else np.zeros((v - old, dim), a.dtype)])
+
+        syn0 = grow(self.wv.vectors, self._new_vectors(v - old, old))
+        self.syn1neg, self.syn1 = grow(self.syn1neg, None), grow(self.syn1, None)
+        self.accum0, self.accum1 = grow(self.accum0, None), grow(self.accum1, None)
+        self.wv = KeyedVectors.from_arrays(syn0, self.vocab.index_to_key, counts=self.vocab.counts)
 
     # -- training -------------------------------------------------------------------------------
-    def _stretches(self, sentences, corpus_file):
-        """One stretch of the corpus per thread: a list of (batches, tokens), where ``batches()`` yields
-        ``(ids, starts, first sentence, end sentence)`` and ``tokens`` counts the stretch's ids."""
-        key, stream = self._source(sentences, corpus_file)
-        if key[0] == "file":
-            self._cached = None
-            return self._file_stretches(key)
-        if self._cached is not None and _same_source(self._cached[0], key):
-            encoded = self._cached[1]
-        else:
-            encoded = _corpus.encode(stream, self.vocab.key_to_index)
-            self.corpus_count = encoded.n_sentences
-        self._cached = None  # the id array can be large; keep it no longer than one train() call
-        out = []
-        for pieces in _plan(encoded.starts, self.workers):
-            def batches(pieces=pieces):
-                for lo, hi, _ in pieces:
-                    yield encoded.ids, encoded.starts, lo, hi
-            out.append((batches, sum(n for _, _, n in pieces)))
-        return out
-
-    def _file_stretches(self, key):
-        """Stretches of a corpus file: equal byte ranges, read and encoded by each thread as it trains."""
-        path = key[1]
-        table = _corpus.WordTable.from_words(self.vocab.index_to_key)
-        known = _same_source(key, self._vocab_source) if self._vocab_source else False
-        if known:
-            total = self.vocab.total
-        else:  # a new file, or counts pruned while counting: count the words to train on first
-            total, self.corpus_count = 0, 0
-            for ids, starts in _corpus.encode_file(path, table):
-                total += ids.shape[0]
-                self.corpus_count += starts.shape[0] - 1
-        offsets = _corpus.byte_ranges(path, self.workers)
-        size = max(offsets[-1], 1)
-        out = []
-        for lo, hi in zip(offsets[:-1], offsets[1:]):
-            def batches(lo=lo, hi=hi):
-                for ids, starts in _corpus.encode_file(path, table, lo, hi, warn=not known):
-                    yield ids, starts, 0, starts.shape[0] - 1
-            # Tokens per stretch are known only after reading it; the schedule uses the byte share (exact
-            # with one thread).
-            out.append((batches, round(total * (hi - lo) / size)))
-        return out
-
-    def train(self, sentences=None, corpus_file=None, epochs=None, start_alpha=None, end_alpha=None,
-              callbacks=None, total_examples=None, total_words=None, compute_loss=True, quiet=None):
-        """Train on a corpus: a file is read again every epoch (each thread its own part), an iterable
-        once, then held as int32 ids.
+    def train(self, corpus_iterable=None, corpus_file=None, total_examples=None, total_words=None, epochs=None,
+              start_alpha=None, end_alpha=None, word_count=0, queue_factor=2, report_delay=1.0,
+              compute_loss=False, callbacks=(), *, sentences=None, quiet=None, **kwargs):
+        """Train on a corpus, as gensim's ``train``: a file is read again every epoch (each thread its
+        own part), an iterable re-iterated every epoch (batches handed to the threads as it is read).
 
         Parameters
         ----------
-        sentences, corpus_file
-            As in the constructor; words outside the vocabulary are skipped.
-        epochs : int, optional
-            Default: ``self.epochs``.
+        corpus_iterable, corpus_file
+            As in the constructor (``sentences=`` is accepted for ``corpus_iterable``); words outside
+            the vocabulary are skipped.
+        total_examples, total_words : int
+            One is required, as in gensim: the corpus's sentences or raw words, for the learning-rate
+            schedule of an iterable (a file's is exact: its words are counted).
+        epochs : int
+            Required, as in gensim.
         start_alpha, end_alpha : float, optional
-            Default: ``self.alpha`` and ``self.min_alpha``.
-        callbacks : sequence, optional
-            Default: the constructor's.
-        total_examples, total_words, compute_loss
-            Accepted so gensim calls port unchanged; the corpus is counted exactly and the loss is
-            always computed.
+            Replace ``alpha`` and ``min_alpha`` (gensim's semantics: they are stored).
+        word_count, queue_factor, report_delay, **kwargs
+            Accepted for gensim's signature.
+        compute_loss : bool
+            Keep the running loss (:meth:`get_latest_training_loss`).
+        callbacks : sequence
         quiet : bool, optional
-            Default: the constructor's.
+            No progress bar; default the constructor's.
 
         Returns
         -------
-        float
-            Mean loss per predicted example over the last epoch.
+        (int, int)
+            gensim's ``(effective_words, raw_words)``: tokens trained on after subsampling, and tokens
+            read, over all epochs.
+
+        Raises
+        ------
+        ValueError
+            If neither ``hs`` nor ``negative`` is set, a count or ``epochs`` is missing, or a
+            hyper-parameter is out of range.
+        RuntimeError
+            If there is no vocabulary.
         """
-        if self.vocab is None:
-            raise RuntimeError("build_vocab() must be called before train()")
-        epochs = self.epochs if epochs is None else epochs
-        _check("epochs", epochs, isinstance(epochs, Integral) and epochs >= 1, "an int >= 1")
-        start_alpha = self.alpha if start_alpha is None else start_alpha
-        end_alpha = self.min_alpha if end_alpha is None else end_alpha
-        _check_float("start_alpha", start_alpha, 0, strict=True)
-        _check_float("end_alpha", end_alpha, 0)
-        start_alpha, end_alpha = float(start_alpha), float(end_alpha)
-        callbacks = self.callbacks if callbacks is None else tuple(callbacks)
+        corpus_iterable = _one_corpus(corpus_iterable, sentences)
+        for name, value in (("start_alpha", start_alpha), ("end_alpha", end_alpha)):
+            if value is not None:
+                _check_float(name, value, 0, strict=name == "start_alpha")
+        alpha, min_alpha = start_alpha or self.alpha, end_alpha or self.min_alpha
+        self._check_training_sanity(epochs, total_examples, total_words, alpha)
+        _check_corpus(corpus_iterable, corpus_file, passes=epochs)
+        self.alpha, self.min_alpha, self.epochs = float(alpha), float(min_alpha), int(epochs)
+        self.compute_loss = bool(compute_loss)
+        self.running_training_loss = 0.0
         quiet = self.quiet if quiet is None else quiet
-        stretches = self._stretches(sentences, corpus_file)
-        n_tokens = sum(n for _, n in stretches)
-        if n_tokens == 0:
-            raise ValueError("no word of the corpus is in the vocabulary; nothing to train on")
+        key, stream = self._source(corpus_iterable, corpus_file)
+        if key[0] == "file":
+            feed = self._file_feed(key)
+        else:
+            feed = self._iterable_feed(key, stream, corpus_iterable, total_examples, total_words)
         if self.rng_state.shape[0] != self.workers:
             self.rng_state = _seed_states(self.seed, self.workers)
         tables = self._tables()
-        total = n_tokens * epochs
         started = time.perf_counter()
         _call(callbacks, "on_train_begin", self)
-        bar = tqdm(total=total, unit="word", unit_scale=True, disable=quiet, file=sys.stderr,
-                   dynamic_ncols=True, desc="training")
+        bar = tqdm(total=None if feed.tokens is None else feed.tokens * epochs, unit="word", unit_scale=True,
+                   disable=quiet, file=sys.stderr, dynamic_ncols=True, desc="training")
+        trained = raw = tokens = 0
         try:
             for epoch in range(epochs):
                 _call(callbacks, "on_epoch_begin", self)
                 t0 = time.perf_counter()
-
-                # Linear over all epochs; each thread goes through this epoch's span over its stretch.
-                alphas = [np.float32(max(start_alpha - (start_alpha - end_alpha) * e / epochs, end_alpha))
-                          for e in (epoch, epoch + 1)]
-                loss, examples, kept = self._epoch(stretches, tables, alphas, bar, f"{epoch + 1}/{epochs}")
-                self.epoch_losses.append(loss / max(examples, 1))
-                self.effective_words = kept
-                logger.info("epoch %d: loss %.4f, %d of %d words kept by subsampling, %.0f words/s",
-                            epoch + 1, self.epoch_losses[-1], kept, n_tokens,
-                            n_tokens / (time.perf_counter() - t0))
+                result = self._epoch(feed, epoch, tables, bar, f"{epoch + 1}/{epochs}")
+                self.epoch_losses.append(result.loss / max(result.examples, 1))
+                if self.compute_loss:
+                    self.running_training_loss += result.loss
+                self.effective_words = result.kept
+                trained, raw, tokens = trained + result.kept, raw + result.raw, tokens + result.tokens
+                logger.info("epoch %d: loss %.4f, %d of %d words kept by subsampling, %.0f words/s", epoch + 1,
+                            self.epoch_losses[-1], result.kept, result.tokens,
+                            result.tokens / max(time.perf_counter() - t0, 1e-9))
                 _call(callbacks, "on_epoch_end", self)
         finally:
             bar.close()
@@ -406,46 +653,166 @@ class Word2Vec:
             # briefly hold a table-sized temporary at the end of every train()).
             self.wv.norms = None
         self.train_seconds = time.perf_counter() - started
-        self.train_words = total
-        logger.info("trained on %d words in %.2f s, %.0f words/s", total, self.train_seconds,
-                    total / self.train_seconds)
+        self.train_words = tokens
+        self.train_count += 1
+        self.min_alpha_yet_reached = self.min_alpha
+        if tokens == 0:
+            logger.warning("no word of the corpus is in the vocabulary: nothing was trained (%d raw words read)",
+                           raw)
+        logger.info("trained on %d words in %.2f s, %.0f words/s", tokens, self.train_seconds,
+                    tokens / max(self.train_seconds, 1e-9))
         _call(callbacks, "on_train_end", self)
-        return self.epoch_losses[-1]
+        return trained, raw
+
+    def _check_training_sanity(self, epochs, total_examples, total_words, alpha):
+        """gensim's checks before training, in gensim's order, with its messages."""
+        if not self.hs and not self.negative:
+            raise ValueError("You must set either 'hs' or 'negative' to be positive for proper training. "
+                             "When both 'hs=0' and 'negative=0', there will be no training.")
+        if self.hs and self.negative:
+            logger.warning("Both hierarchical softmax and negative sampling are activated. This is probably a "
+                           "mistake. You should set either 'hs=0' or 'negative=0' to disable one of them. ")
+        if alpha > self.min_alpha_yet_reached:
+            logger.warning("Effective 'alpha' higher than previous training cycles")
+        if self.wv is None or not len(self.wv):
+            raise RuntimeError("you must first build vocabulary before training the model")
+        if total_words is None and total_examples is None:
+            raise ValueError("You must specify either total_examples or total_words, for proper learning-rate "
+                             "and progress calculations. If you've just built the vocabulary using the same "
+                             "corpus, using the count cached in the model is sufficient: "
+                             "total_examples=model.corpus_count.")
+        if epochs is None or not isinstance(epochs, Integral) or epochs <= 0:
+            raise ValueError("You must specify an explicit epochs count. The usual value is epochs=model.epochs.")
+        if self.vocab is None or len(self.vocab) != len(self.wv):
+            raise RuntimeError("the model's vectors were replaced without their vocabulary counts; "
+                               "build_vocab() before training")
+
+    def _file_feed(self, key):
+        """Per thread, a stretch of the file (equal byte ranges), read and encoded as it trains."""
+        path = key[1]
+        table = _corpus.WordTable.from_words(self.vocab.index_to_key)
+        known = _same_source(key, self._vocab_source) if self._vocab_source else False
+        if known:
+            total, raw = self.vocab.total, self.corpus_total_words
+        else:  # a new file, or counts pruned while counting: count the words to train on first
+            total = 0
+            for ids, _ in _corpus.encode_file(path, table):
+                total += ids.shape[0]
+            raw = total  # words outside the vocabulary are not counted by the encoder
+        offsets = _corpus.byte_ranges(path, self.workers)
+        size = max(offsets[-1], 1)
+        # Tokens per stretch are known only after reading it; the schedule uses the byte share (exact
+        # with one thread).
+        shares = [round(total * (hi - lo) / size) for lo, hi in zip(offsets[:-1], offsets[1:])]
+
+        def stretch(t, epoch, stop):
+            span = self._alphas(epoch, 0.0), self._alphas(epoch, 1.0)
+            done = 0
+            for ids, starts in _corpus.encode_file(path, table, offsets[t], offsets[t + 1], warn=not known):
+                if stop.is_set():
+                    return
+                n = int(starts[-1])
+                yield _Job(ids, starts, 0, starts.shape[0] - 1, span[0], span[1], done, shares[t], n)
+                done += n
+
+        return _Feed(tokens=total, raw=raw, jobs=stretch, producer=None)
+
+    def _iterable_feed(self, key, stream, corpus, total_examples, total_words):
+        """Batches of the iterable, read again every epoch by one producer thread and shared by all
+        workers through a queue; the schedule follows sentences or raw words read (gensim's)."""
+        known = _same_source(key, self._vocab_source) if self._vocab_source else False
+        jobs = queue.Queue(maxsize=2 * self.workers)
+        by_examples = bool(total_examples)
+        expected = total_examples if by_examples else total_words
+
+        def produce(epoch, stop):
+            done = 0
+            for batch, raw, n_sent in _corpus.encode_batches(_corpus.iterable_sentences(corpus),
+                                                             self.vocab.key_to_index, PIECE_TOKENS):
+                after = done + (n_sent if by_examples else raw)
+                job = _Job(batch.ids, batch.starts, 0, batch.n_sentences,
+                           self._alphas(epoch, done / expected), self._alphas(epoch, after / expected), 0,
+                           batch.n_tokens, batch.n_tokens, raw)
+                done = after
+                while not stop.is_set():
+                    try:
+                        jobs.put(job, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+
+        def take(t, epoch, stop):
+            while True:
+                job = jobs.get()
+                if job is None:
+                    return
+                if not stop.is_set():
+                    yield job
+
+        return _Feed(tokens=self.vocab.total if known else None, raw=None, jobs=take,
+                     producer=(produce, jobs))
+
+    def _alphas(self, epoch, progress):
+        """The learning rate at ``progress`` (a fraction, clipped to 1) of epoch ``epoch``, as float32."""
+        p = (epoch + min(max(progress, 0.0), 1.0)) / self.epochs
+        return np.float32(max(self.alpha - (self.alpha - self.min_alpha) * p, self.min_alpha))
 
     def _tables(self):
+        if self.hs or not self.shrink_windows:
+            raise NotImplementedError("hierarchical softmax and shrink_windows=False need the kernel that "
+                                      "comes with them")
         neg_prob, neg_alias = self.vocab.noise_table(self.ns_exponent)
         sigmoid, logsig = _k.sigmoid_tables(np.float32)
         return dict(keep=self.vocab.keep_thresholds(self.sample), neg_prob=neg_prob, neg_alias=neg_alias,
                     sigmoid=sigmoid, logsig=logsig)
 
-    def _epoch(self, stretches, tables, alphas, bar, label):
-        """One epoch: thread ``t`` trains ``stretches[t]``; return (loss, examples, kept).
+    def _epoch(self, feed, epoch, tables, bar, label):
+        """One epoch over ``feed``; returns an :class:`_EpochResult`.
 
         The kernel releases the GIL, so the threads run in parallel (reading the file too) while this
         thread only moves the progress bar. Ctrl-C stops every thread after its current batch.
         """
-        n = len(stretches)
-        totals = np.zeros((n, 4))  # per thread: tokens done, loss, examples, kept (float64: exact here)
+        n = self.workers
+        totals = np.zeros((n, 5))  # per thread: tokens, loss, examples, kept, raw (float64: exact here)
         errors = []
         stop = threading.Event()
 
         def work(t):
             try:
-                batches, size = stretches[t]
                 state = self.rng_state[t]
-                for ids, starts, lo, hi in batches():
-                    if stop.is_set():
-                        return
-                    state, loss, examples, kept = self._call_kernel(ids, starts, lo, hi, tables, alphas,
-                                                                    int(totals[t, 0]), size, state)
+                for job in feed.jobs(t, epoch, stop):
+                    state, loss, examples, kept = self._call_kernel(job, tables, state)
                     state = np.uint64(state)
-                    totals[t] += (starts[hi] - starts[lo], loss, examples, kept)
+                    totals[t] += (job.tokens, loss, examples, kept, job.raw)
                 self.rng_state[t] = state
             except BaseException as err:  # re-raised in the calling thread
                 errors.append(err)
                 stop.set()
 
+        def produce():
+            try:
+                feed.producer[0](epoch, stop)
+            except BaseException as err:
+                errors.append(err)
+                stop.set()
+            finally:
+                jobs = feed.producer[1]
+                for _ in range(n):  # one end mark per worker; after a failure the batches left don't matter
+                    while True:
+                        try:
+                            jobs.put(None, timeout=0.1)
+                            break
+                        except queue.Full:
+                            if stop.is_set():
+                                with contextlib.suppress(queue.Empty):
+                                    while jobs.get_nowait() is not None:
+                                        pass
+
         threads = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(n)]
+        if feed.producer is not None:
+            threads.append(threading.Thread(target=produce, daemon=True))
         shown = 0
         try:
             for t, th in enumerate(threads):
@@ -464,50 +831,86 @@ class Word2Vec:
                     shown = done
         except BaseException:
             stop.set()
+            if feed.producer is not None:  # free workers waiting for a batch
+                for _ in range(n):
+                    with contextlib.suppress(queue.Full):
+                        feed.producer[1].put_nowait(None)
             for th in threads:
                 if th.ident is not None:  # started
                     th.join()
             raise
         if errors:
             raise errors[0]
-        return float(totals[:, 1].sum()), int(totals[:, 2].sum()), int(totals[:, 3].sum())
+        tokens, loss, examples, kept, raw = totals.sum(axis=0)
+        if feed.raw is not None:
+            raw = feed.raw
+        return _EpochResult(int(tokens), float(loss), int(examples), int(kept), int(raw))
 
-    def _call_kernel(self, ids, starts, lo, hi, tables, alphas, done, size, state):
-        return _k.train_stretch(ids, starts, lo, hi, self.wv.vectors, self.syn1neg, self.accum0, self.accum1,
-                                tables["keep"], tables["neg_prob"], tables["neg_alias"], tables["sigmoid"],
-                                tables["logsig"], self.window, self.negative, bool(self.sg), self.shared_negatives,
-                                bool(self.cbow_mean), self.optimizer == "adagrad", alphas[0], alphas[1], done,
-                                size, np.float32(self.adagrad_eps), state)
+    def _call_kernel(self, job, tables, state):
+        return _k.train_stretch(job.ids, job.starts, job.lo, job.hi, self.wv.vectors, self.syn1neg, self.accum0,
+                                self.accum1, tables["keep"], tables["neg_prob"], tables["neg_alias"],
+                                tables["sigmoid"], tables["logsig"], self.window, self.negative, bool(self.sg),
+                                self.shared_negatives, bool(self.cbow_mean), self.optimizer == "adagrad",
+                                job.alpha0, job.alpha1, job.done, job.total, np.float32(self.adagrad_eps), state)
 
     def get_latest_training_loss(self) -> float:
-        """Mean loss per predicted example (``-log sigmoid`` of the true word plus the noise words) of
-        the last epoch trained; 0.0 before training."""
-        return self.epoch_losses[-1] if self.epoch_losses else 0.0
+        """gensim's running loss: the summed loss (``-log sigmoid`` of the true word and of each noise
+        word, per example) of the current or last :meth:`train` call so far; 0.0 unless that call had
+        ``compute_loss=True``. Each epoch's mean is in :attr:`epoch_losses` either way."""
+        return self.running_training_loss
+
+    def predict_output_word(self, context_words_list, topn=10):
+        """gensim's: the ``topn`` most probable centre words (softmax over ``syn1neg``) for a context of
+        words or indices; None when none of them is in the vocabulary.
+
+        Raises
+        ------
+        RuntimeError
+            Without negative sampling, or when the output table is missing.
+        """
+        if not self.negative:
+            raise RuntimeError("We have currently only implemented predict_output_word for the negative sampling "
+                               "scheme, so you need to have run word2vec with negative > 0 for this to work.")
+        if self.wv is None or self.syn1neg is None or self.syn1neg.shape[0] != len(self.wv):
+            raise RuntimeError("Parameters required for predicting the output words not found.")
+        rows = [self.wv.get_index(w) for w in context_words_list if self.wv.has_index_for(w)]
+        if not rows:
+            logger.warning("All the input context words are out-of-vocabulary for the current model.")
+            return None
+        h = self.wv.vectors[rows].sum(axis=0)
+        if self.cbow_mean:
+            h /= len(rows)
+        scores = self.syn1neg @ h
+        prob = np.exp(scores - scores.max())
+        prob /= prob.sum()
+        top = np.argsort(-prob, kind="stable")[:topn]
+        return [(self.wv.index_to_key[i], prob[i]) for i in top]
 
     # -- model files ----------------------------------------------------------------------------
-    def save(self, path):
+    def save(self, path, separately=None, sep_limit=None, ignore=frozenset(), pickle_protocol=None):
         """Save everything needed to continue training to one ``.npz`` file (no pickle).
 
-        Arrays: both tables, counts, Adagrad state and random states; vocabulary and parameters are
-        JSON in the array ``meta``. Written under a temporary name, then renamed.
+        Arrays: the tables, counts, Adagrad state and random states; vocabulary and parameters are
+        JSON in the array ``meta``. Written under a temporary name, then renamed. gensim's
+        ``separately``, ``sep_limit``, ``ignore`` and ``pickle_protocol`` are accepted and have nothing
+        to do here (no pickle; every array is stored apart).
         """
         if self.vocab is None:
             raise RuntimeError("nothing to save: the model has no vocabulary yet")
-        meta = {name: getattr(self, name) for name in _PARAMS}
-        meta.update(format="sparsemb.Word2Vec", version=1, words=self.vocab.index_to_key,
-                    epoch_losses=self.epoch_losses, corpus_count=self.corpus_count,
-                    corpus_total_words=self.corpus_total_words)
+        meta = {name: getattr(self, name) for name in _PARAMS + _STATE}
+        meta.update(format="sparsemb.Word2Vec", version=2, words=self.vocab.index_to_key)
         blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
         with atomic_write(path) as fout:
-            np.savez(fout, meta=blob, syn0=self.wv.vectors, syn1neg=self.syn1neg, counts=self.vocab.counts,
-                     accum0=self.accum0, accum1=self.accum1, rng_state=self.rng_state)
+            np.savez(fout, meta=blob, syn0=self.wv.vectors, syn1neg=self.syn1neg, syn1=self.syn1,
+                     counts=self.vocab.counts, accum0=self.accum0, accum1=self.accum1, rng_state=self.rng_state)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, mmap=None):
         """Load a model written by :meth:`save`.
 
         Every array is checked against the model's parameters (shape, dtype, values the kernels rely
         on) before anything is built: a damaged or hand-made file is refused, never trained on.
+        ``mmap`` is accepted for gensim's signature; the arrays of a compressed-or-not ``.npz`` are read.
 
         Raises
         ------
@@ -526,6 +929,9 @@ class Word2Vec:
                 raise ValueError("a single .npy array, not an .npz archive")
             with npz:
                 arrays = {k: npz[k] for k in _ARRAYS}
+                # Files of version 1 have no hierarchical softmax table.
+                arrays["syn1"] = npz["syn1"] if "syn1" in npz.files else np.zeros((0, arrays["syn0"].shape[-1]),
+                                                                                     np.float32)
             meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
             if not isinstance(meta, dict) or meta.get("format") != "sparsemb.Word2Vec":
                 raise ValueError("not a sparsemb Word2Vec model")
@@ -539,13 +945,14 @@ class Word2Vec:
         except (ValueError, TypeError) as err:
             raise ValueError(f"{path}: inconsistent model file: {err}") from None
         model.vocab = Vocabulary(meta["words"], arrays["counts"])
-        model.syn1neg = arrays["syn1neg"]
+        model.syn1neg, model.syn1 = arrays["syn1neg"], arrays["syn1"]
         model.accum0, model.accum1 = arrays["accum0"], arrays["accum1"]
         model.rng_state = arrays["rng_state"]
-        model.wv = KeyedVectors(arrays["syn0"], model.vocab.index_to_key, model.vocab.counts)
-        model.epoch_losses = [float(x) for x in meta["epoch_losses"]]
-        model.corpus_count = meta["corpus_count"]
-        model.corpus_total_words = meta["corpus_total_words"]
+        model.wv = KeyedVectors.from_arrays(arrays["syn0"], model.vocab.index_to_key, counts=model.vocab.counts)
+        for name in _STATE:
+            if name in meta:
+                setattr(model, name, meta[name])
+        model.epoch_losses = [float(x) for x in model.epoch_losses]
         return model
 
 
@@ -566,7 +973,8 @@ def _check_model_arrays(meta, arrays, model):
         raise ValueError("'epoch_losses' must be a list of numbers")
     v, dim = len(words), model.vector_size
     rows = v if model.optimizer == "adagrad" else 0
-    expected = {"syn0": ((v, dim), np.float32), "syn1neg": ((v, dim), np.float32), "counts": ((v,), np.int64),
+    expected = {"syn0": ((v, dim), np.float32), "syn1neg": ((v if model.negative else 0, dim), np.float32),
+                "syn1": ((v if model.hs else 0, dim), np.float32), "counts": ((v,), np.int64),
                 "accum0": ((rows, dim), np.float32), "accum1": ((rows, dim), np.float32),
                 "rng_state": ((arrays["rng_state"].size,), np.uint64)}  # any length: train() re-seeds
     for name, (shape, dtype) in expected.items():
@@ -580,7 +988,7 @@ def _check_model_arrays(meta, arrays, model):
         raise ValueError("array 'counts' has negative counts")
     if (arrays["rng_state"] >> np.uint64(48)).any():
         raise ValueError("array 'rng_state' has states outside the 48-bit generator's range")
-    for name in ("syn0", "syn1neg", "accum0", "accum1"):
+    for name in ("syn0", "syn1neg", "syn1", "accum0", "accum1"):
         if not np.isfinite(arrays[name]).all():
             raise ValueError(f"array {name!r} has values that are not finite")
     for name in ("accum0", "accum1"):
@@ -611,25 +1019,6 @@ def _check_memory(words, dim, tables):
         raise MemoryError(f"{tables} tables of {words} words x {dim} dimensions need {need / 2**30:.2f} GiB, "
                           f"more than the {have / 2**30:.2f} GiB of memory available; lower vector_size "
                           f"or the vocabulary (min_count, max_final_vocab)")
-
-
-def _plan(starts, workers):
-    """Cut sentences into one stretch per thread (about equal tokens), each into pieces of about
-    PIECE_TOKENS tokens; return, per thread, a list of (first sentence, end sentence, tokens)."""
-    n_sent = starts.shape[0] - 1
-    bounds = np.searchsorted(starts, np.linspace(starts[0], starts[-1], workers + 1)).astype(np.int64)
-    bounds[0], bounds[-1] = 0, n_sent
-    plan = []
-    for t in range(workers):
-        pieces = []
-        lo, end = int(bounds[t]), int(max(bounds[t + 1], bounds[t]))
-        while lo < end:
-            hi = int(np.searchsorted(starts, starts[lo] + PIECE_TOKENS, side="right")) - 1
-            hi = min(max(hi, lo + 1), end)
-            pieces.append((lo, hi, int(starts[hi] - starts[lo])))
-            lo = hi
-        plan.append(pieces)
-    return plan
 
 
 def _same_source(a, b):

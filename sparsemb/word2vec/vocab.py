@@ -13,13 +13,49 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels.huffman import HuffmanTree, huffman_tree
 from ..kernels.word2vec import alias_table
 
 
-def count_words(sentences, max_vocab_size=None):
+#: gensim's trim_rule answers (gensim.utils.RULE_*): drop the word, use min_count, keep it.
+RULE_DEFAULT, RULE_DISCARD, RULE_KEEP = 0, 1, 2
+
+
+def keep_word(word, count, min_count, trim_rule=None) -> bool:
+    """gensim's ``keep_vocab_item``: ``trim_rule(word, count, min_count)`` decides, else ``count >= min_count``."""
+    rule = RULE_DEFAULT if trim_rule is None else trim_rule(word, count, min_count)
+    return rule == RULE_KEEP or (rule == RULE_DEFAULT and count >= min_count)
+
+
+@dataclass
+class RawCounts:
+    """Every distinct word of a corpus and its count, in first-seen order.
+
+    ``names`` is a list of str, or a :class:`~sparsemb.word2vec.corpus.WordTable` (the compiled file
+    counter's, whose words are turned into str only when asked for).
+    """
+
+    names: object
+    counts: np.ndarray
+
+    def __len__(self):
+        return int(self.counts.shape[0])
+
+    def words(self, idx):
+        """The words at positions ``idx``, as a list of str."""
+        if isinstance(self.names, list):
+            return [self.names[i] for i in idx]
+        return self.names.words(idx)
+
+    def as_dict(self):
+        return dict(zip(self.words(range(len(self))), self.counts.tolist()))
+
+
+def count_words(sentences, max_vocab_size=None, trim_rule=None):
     """Count words with gensim's pruning.
 
     Parameters
@@ -27,49 +63,69 @@ def count_words(sentences, max_vocab_size=None):
     sentences : iterable of list of str
     max_vocab_size : int or None
         Prune while counting when more distinct words than this are held.
+    trim_rule : callable, optional
+        gensim's rule, also applied when pruning.
 
     Returns
     -------
-    words : list of str
+    raw : RawCounts
         Surviving words in insertion order (a pruned word that comes back counts as new).
-    counts : ndarray of int64
+    n_tokens, n_sentences : int
     """
     counts = Counter()
     min_reduce = 1
+    n_tokens = n_sentences = 0
     for tokens in sentences:
         counts.update(tokens)
+        n_tokens += len(tokens)
+        n_sentences += 1
         if max_vocab_size and len(counts) > max_vocab_size:
-            for word in [w for w, c in counts.items() if c < min_reduce]:
+            for word in [w for w, c in counts.items() if not keep_word(w, c, min_reduce, trim_rule)]:
                 del counts[word]
             min_reduce += 1
-    return list(counts), np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+    raw = RawCounts(list(counts), np.fromiter(counts.values(), dtype=np.int64, count=len(counts)))
+    return raw, n_tokens, n_sentences
 
 
-def select(counts, min_count=5, max_final_vocab=None):
-    """Choose and order the vocabulary from raw counts.
+def effective_min_count(counts, min_count, max_final_vocab=None) -> int:
+    """``min_count``, raised (as gensim does) so that at most about ``max_final_vocab`` words are kept:
+    to one more than the count of the word at that rank, and to at least 1 whenever it is given."""
+    if max_final_vocab is None:
+        return min_count
+    least = 1
+    if max_final_vocab < counts.shape[0]:
+        least = int(np.sort(counts)[::-1][max_final_vocab]) + 1
+    return max(least, min_count)
 
-    Parameters
-    ----------
-    counts : ndarray of int64, shape (n_raw,)
-        Counts of the raw words in first-seen order.
-    min_count : int
-        Words seen fewer times are dropped.
-    max_final_vocab : int or None
-        Keep at most about this many words by raising the effective min_count.
 
-    Returns
-    -------
-    order : ndarray of int64
-        Positions (into ``counts``) of the kept words, most frequent first.
-    effective_min_count : int
-    """
-    effective = min_count
-    if max_final_vocab is not None and max_final_vocab < counts.shape[0]:
-        descending = np.sort(counts)[::-1]
-        effective = max(int(descending[max_final_vocab]) + 1, min_count)
-    kept = np.flatnonzero(counts >= effective)
-    order = np.lexsort((-np.arange(kept.shape[0]), -counts[kept]))
-    return kept[order], effective
+def kept(raw, min_count, trim_rule=None):
+    """Positions of the words of ``raw`` that pass ``min_count`` or ``trim_rule``, in first-seen order."""
+    if trim_rule is None:
+        return np.flatnonzero(raw.counts >= min_count)
+    words = raw.words(range(len(raw)))
+    return np.array([i for i, (w, c) in enumerate(zip(words, raw.counts.tolist()))
+                     if keep_word(w, c, min_count, trim_rule)], dtype=np.int64)
+
+
+def by_frequency(counts):
+    """The order that sorts words by descending count, equal counts in reverse first-seen order
+    (gensim's ``np.lexsort((-indices, -counts))``)."""
+    return np.lexsort((-np.arange(counts.shape[0]), -counts))
+
+
+def downsampling(counts, sample):
+    """gensim's report of subsampling ``counts`` (the words kept): (words downsampled, expected tokens left)."""
+    retain_total = int(counts.sum())
+    if not sample:
+        threshold = retain_total
+    elif sample < 1.0:
+        threshold = sample * retain_total
+    else:
+        threshold = int(sample * (3 + math.sqrt(5)) / 2)
+    c = counts.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.minimum((np.sqrt(c / threshold) + 1) * (threshold / c), 1.0)
+    return int((p < 1.0).sum()), int(np.nan_to_num(p * c).sum())
 
 
 class Vocabulary:
@@ -120,6 +176,10 @@ class Vocabulary:
     def keep_thresholds(self, sample):
         """:meth:`keep_probabilities` as gensim's 32-bit thresholds (int64, kept when ``rand32 <= value``)."""
         return (self.keep_probabilities(sample) * (2**32 - 1)).astype(np.uint32).astype(np.int64)
+
+    def huffman(self) -> HuffmanTree:
+        """Hierarchical softmax's tree of these counts (gensim's codes and points)."""
+        return huffman_tree(self.counts)
 
     def noise_table(self, ns_exponent=0.75):
         """Alias table of the negative-sampling distribution ``counts**ns_exponent`` (normalised)."""

@@ -1,0 +1,125 @@
+"""The Huffman tree of hierarchical softmax, built from word counts exactly as gensim builds it.
+
+gensim puts every word on a ``heapq`` heap whose items compare by count alone, and repeatedly joins the
+two smallest into an inner node with the next index (``V, V+1, ...``): the first popped is the left child
+(bit 0), the second the right (bit 1). Which of several equal counts comes out first depends on where the
+heap's sift operations left them, so the same tree needs the same heap: :func:`_tree` runs CPython's
+heapify / heappop / heappush on node numbers, comparing counts with ``<`` as gensim's ``Heapitem`` does.
+
+A word's *code* is the bits on the path from the root to it, its *points* the inner nodes on that path
+(``index - V``, the rows of ``syn1``), root first.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._config import jit
+
+
+class HuffmanTree(NamedTuple):
+    """Codes and points of every word, concatenated: word ``w``'s are ``[offsets[w]:offsets[w + 1]]``.
+
+    Attributes
+    ----------
+    codes : ndarray of uint8, shape (total_length,)
+    points : ndarray of int32, shape (total_length,)
+        Rows of ``syn1`` (inner nodes), root first.
+    offsets : ndarray of int64, shape (V + 1,)
+    """
+
+    codes: np.ndarray
+    points: np.ndarray
+    offsets: np.ndarray
+
+
+@jit(inline="always")
+def _sift_down(heap, weight, start, pos):
+    item = heap[pos]
+    while pos > start:
+        up = (pos - 1) >> 1
+        if weight[item] < weight[heap[up]]:
+            heap[pos] = heap[up]
+            pos = up
+            continue
+        break
+    heap[pos] = item
+
+
+@jit(inline="always")
+def _sift_up(heap, weight, end, pos):
+    start, item = pos, heap[pos]
+    child = 2 * pos + 1
+    while child < end:
+        if child + 1 < end and not weight[heap[child]] < weight[heap[child + 1]]:
+            child += 1
+        heap[pos] = heap[child]
+        pos = child
+        child = 2 * pos + 1
+    heap[pos] = item
+    _sift_down(heap, weight, start, pos)
+
+
+@jit(inline="always")
+def _pop(heap, weight, end):
+    """heapq.heappop of ``heap[:end]``; returns the node (the heap is now ``heap[:end - 1]``)."""
+    last = heap[end - 1]
+    if end == 1:
+        return last
+    top = heap[0]
+    heap[0] = last
+    _sift_up(heap, weight, end - 1, 0)
+    return top
+
+
+@jit()
+def _tree(counts):
+    v = counts.shape[0]
+    n = max(2 * v - 1, v)
+    weight = np.zeros(n, dtype=np.int64)
+    weight[:v] = counts
+    heap = np.arange(v, dtype=np.int64)
+    for i in range(v // 2 - 1, -1, -1):  # heapify
+        _sift_up(heap, weight, v, i)
+    parent = np.full(n, -1, dtype=np.int64)
+    bit = np.zeros(n, dtype=np.uint8)
+    size = v
+    for made in range(v, n):
+        left = _pop(heap, weight, size)
+        right = _pop(heap, weight, size - 1)
+        weight[made] = weight[left] + weight[right]
+        parent[left], parent[right] = made, made
+        bit[right] = 1
+        heap[size - 2] = made  # heappush
+        _sift_down(heap, weight, 0, size - 2)
+        size -= 1
+    depth = np.zeros(n, dtype=np.int64)
+    for node in range(n - 2, -1, -1):  # a parent is made after its children: root first
+        depth[node] = depth[parent[node]] + 1
+    offsets = np.zeros(v + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(depth[:v])
+    codes = np.empty(offsets[v], dtype=np.uint8)
+    points = np.empty(offsets[v], dtype=np.int32)
+    for w in range(v):
+        pos, node = offsets[w + 1], w
+        while parent[node] >= 0:  # walking up fills the path from its end
+            pos -= 1
+            codes[pos] = bit[node]
+            points[pos] = parent[node] - v
+            node = parent[node]
+    return codes, points, offsets
+
+
+def huffman_tree(counts) -> HuffmanTree:
+    """Build the tree of ``counts`` (int, shape (V,), any order; the index breaks ties as in gensim).
+
+    Raises
+    ------
+    ValueError
+        If a count is negative.
+    """
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    if counts.ndim != 1 or (counts < 0).any():
+        raise ValueError("counts must be a 1-D array of non-negative integers")
+    return HuffmanTree(*_tree(counts))
