@@ -32,12 +32,15 @@ _MAX_STEP = int(np.iinfo(np.int64).max)
 
 def _real(name, value):
     """``value`` as a finite float; TypeError for what is not a real number (a string, a bool)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if type(value) is float:  # the usual case, first: each step checks its hyper-parameters
+        v = value
+    elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    try:
-        v = float(value)
-    except OverflowError:  # an int beyond any float
-        v = math.inf
+    else:
+        try:
+            v = float(value)
+        except OverflowError:  # an int beyond any float
+            v = math.inf
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return v
@@ -151,10 +154,11 @@ class Optimizer:
         Other keys (``params``, or what a scheduler adds, as ``initial_lr`` in PyTorch) reach no
         kernel and are left alone.
         """
-        missing = [k for k in cls._rules if k not in group]
-        if missing:
+        rules = cls._rules
+        if not rules.keys() <= group.keys():
+            missing = [k for k in rules if k not in group]
             raise ValueError(f"{where}{cls.__name__} needs the hyper-parameter(s) {missing}")
-        return {k: rule(where + k, group[k]) for k, rule in cls._rules.items()}
+        return {k: rule(where + k, group[k]) for k, rule in rules.items()}
 
     def _array_specs(self, layer) -> dict:
         """State array name -> (shape, least allowed value or None); dtype is the table's."""
