@@ -61,7 +61,7 @@ def train_gensim(corpus, flags, seed):
     t0 = time.perf_counter()
     model = Word2Vec(LineSentence(corpus), seed=seed, **flags)
     seconds = time.perf_counter() - t0
-    return KeyedVectors(model.wv.vectors, model.wv.index_to_key), seconds
+    return KeyedVectors.from_arrays(model.wv.vectors, model.wv.index_to_key), seconds
 
 
 def train_sparsemb(corpus, flags, seed, **options):

@@ -7,9 +7,13 @@ Writes, under tests/fixtures/:
   min_count / max_vocab_size / max_final_vocab settings, small evaluation files, and gensim's results
   for most_similar, most_similar_cosmul, doesnt_match, evaluate_word_analogies and evaluate_word_pairs
   on the vectors below;
-* gensim_vectors.bin, gensim_vectors.txt -- those vectors as gensim writes word2vec binary and text.
+* gensim_vectors.bin, gensim_vectors.txt -- those vectors as gensim writes word2vec binary and text;
+* gensim_keyedvectors.json -- gensim's answers of the KeyedVectors methods (distance, n_similarity,
+  closer_than, rank, get_mean_vector, most_similar with vectors / clip / topn=None, ...) on
+  gensim_vectors.bin, and gensim_kv.kv (+ .npy side file): those vectors as gensim's ``save`` pickles them.
 
-    python scripts/record_gensim_fixtures.py
+    python scripts/record_gensim_fixtures.py                 # everything (retrains the small model)
+    python scripts/record_gensim_fixtures.py keyedvectors    # only the KeyedVectors files, from the .bin
 """
 from __future__ import annotations
 
@@ -119,5 +123,56 @@ def main():
     print("wrote", os.path.abspath(OUT))
 
 
+def record_keyedvectors():
+    from gensim.models import KeyedVectors
+
+    wv = KeyedVectors.load_word2vec_format(os.path.join(OUT, "gensim_vectors.bin"), binary=True)
+    words = wv.index_to_key
+    a, b, c, d = words[0], words[3], words[7], words[12]
+
+    def pairs(result):
+        return [[k, float(s)] for k, s in result]
+
+    fixture = {
+        "gensim_version": gensim.__version__,
+        "distance": float(wv.distance(a, b)),
+        "similarity_self": float(wv.similarity(a, a)),
+        "distances": wv.distances(a, [b, c, d]).tolist(),
+        "distances_all": wv.distances(a).tolist(),
+        "n_similarity": float(wv.n_similarity([a, b], [c, d])),
+        "closer_than": wv.closer_than(a, c),
+        "rank": wv.rank(a, c),
+        "most_similar_to_given": wv.most_similar_to_given(a, [b, c, d]),
+        "relative_cosine_similarity": float(wv.relative_cosine_similarity(a, b, 5)),
+        "mean": wv.get_mean_vector([a, b, "not-a-word"], weights=[1, 2, 5]).tolist(),
+        "mean_raw_post": wv.get_mean_vector([a, b], pre_normalize=False, post_normalize=True).tolist(),
+        "most_similar_vector": pairs(wv.most_similar(wv[a], topn=5)),
+        "most_similar_rows": pairs(wv.most_similar(positive=wv.vectors[:3], topn=5)),
+        "most_similar_weighted": pairs(wv.most_similar(positive=[(a, 2.0), b], negative=[(c, 0.5)], topn=5)),
+        "most_similar_all": wv.most_similar(a, topn=None).tolist(),
+        "most_similar_clip": pairs(wv.most_similar(a, topn=5, clip_start=5, clip_end=40)),
+        "most_similar_restrict": pairs(wv.most_similar(a, topn=5, restrict_vocab=20)),
+        "similar_by_vector": pairs(wv.similar_by_vector(wv[b], topn=5)),
+        "rank_by_centrality": [[float(s), w] for s, w in wv.rank_by_centrality([a, b, c, d])],
+        "cosine_similarities": KeyedVectors.cosine_similarities(wv[a], wv.vectors[:6]).tolist(),
+        "words": [a, b, c, d],
+    }
+    wv.sort_by_descending_frequency()
+    fixture["sorted_keys"] = wv.index_to_key
+    small = KeyedVectors(8)
+    small.add_vectors(words[:10], wv.vectors[:10])
+    for i, w in enumerate(words[:10]):
+        small.set_vecattr(w, "count", 100 - 3 * i)
+    small.save(os.path.join(OUT, "gensim_kv.kv"), separately=["vectors"])
+    fixture["kv_keys"] = small.index_to_key
+    with open(os.path.join(OUT, "gensim_keyedvectors.json"), "w", encoding="utf-8") as f:
+        json.dump(fixture, f, ensure_ascii=False)
+    print("wrote gensim_keyedvectors.json, gensim_kv.kv")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] != ["keyedvectors"]:
+        main()
+    record_keyedvectors()

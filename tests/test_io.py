@@ -10,7 +10,7 @@ from sparsemb.word2vec import KeyedVectors
 
 
 def _kv():
-    return KeyedVectors(np.arange(6, dtype=np.float32).reshape(3, 2), ["a", "b", "c"])
+    return KeyedVectors.from_arrays(np.arange(6, dtype=np.float32).reshape(3, 2), ["a", "b", "c"])
 
 
 def _leftovers(directory):

@@ -65,7 +65,7 @@ def test_lookup_and_unknown_words(wv):
 @pytest.mark.parametrize("binary", [True, False])
 def test_round_trip_is_exact_with_unicode_words(tmp_path, binary):
     rng = np.random.default_rng(0)
-    kv = KeyedVectors(rng.standard_normal((4, 5)).astype(np.float32), ["a", "Über", "東京", "naïve"])
+    kv = KeyedVectors.from_arrays(rng.standard_normal((4, 5)).astype(np.float32), ["a", "Über", "東京", "naïve"])
     path = tmp_path / ("v.bin" if binary else "v.txt")
     kv.save_word2vec_format(path, binary=binary)
     back = KeyedVectors.load_word2vec_format(path, binary=binary)
@@ -75,7 +75,7 @@ def test_round_trip_is_exact_with_unicode_words(tmp_path, binary):
 
 
 def test_keys_with_whitespace_cannot_be_saved(tmp_path):
-    kv = KeyedVectors(np.zeros((1, 2), np.float32), ["two words"])
+    kv = KeyedVectors.from_arrays(np.zeros((1, 2), np.float32), ["two words"])
     with pytest.raises(ValueError, match="two words"):
         kv.save_word2vec_format(tmp_path / "v.txt")
     assert list(tmp_path.iterdir()) == []
@@ -83,7 +83,7 @@ def test_keys_with_whitespace_cannot_be_saved(tmp_path):
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_truncated_or_corrupt_files_name_file_and_place(tmp_path, binary):
-    kv = KeyedVectors(np.ones((3, 4), np.float32), ["a", "b", "c"])
+    kv = KeyedVectors.from_arrays(np.ones((3, 4), np.float32), ["a", "b", "c"])
     path = tmp_path / "v"
     kv.save_word2vec_format(path, binary=binary)
     data = path.read_bytes()
@@ -121,7 +121,7 @@ def test_files_interoperate_with_live_gensim(tmp_path, binary, wv):
 # -- issue 10 §8: what the writer writes the reader reads; what the reader cannot parse it refuses ------
 
 def test_a_very_long_word_round_trips_in_binary(tmp_path):
-    kv = KeyedVectors(np.arange(8, dtype=np.float32).reshape(2, 4), ["w" * 12000, "é" * 6000])
+    kv = KeyedVectors.from_arrays(np.arange(8, dtype=np.float32).reshape(2, 4), ["w" * 12000, "é" * 6000])
     kv.save_word2vec_format(tmp_path / "v.bin", binary=True)
     back = KeyedVectors.load_word2vec_format(tmp_path / "v.bin", binary=True)
     assert back.index_to_key == kv.index_to_key and np.array_equal(back.vectors, kv.vectors)
@@ -141,7 +141,7 @@ def test_a_binary_word_containing_a_space_is_refused_not_misread(tmp_path):
 
 
 def test_a_text_file_read_as_binary_is_refused(tmp_path):
-    kv = KeyedVectors(np.arange(8, dtype=np.float32).reshape(2, 4), ["a", "b"])
+    kv = KeyedVectors.from_arrays(np.arange(8, dtype=np.float32).reshape(2, 4), ["a", "b"])
     kv.save_word2vec_format(tmp_path / "t.bin", binary=False)
     with pytest.raises(ValueError, match="text vectors file, not binary"):
         KeyedVectors.load_word2vec_format(tmp_path / "t.bin", binary=True)
@@ -160,7 +160,7 @@ def test_a_header_promising_more_than_the_file_holds_allocates_nothing_big(tmp_p
 
 
 def test_trailing_bytes_after_the_promised_vectors_are_refused(tmp_path):
-    kv = KeyedVectors(np.arange(8, dtype=np.float32).reshape(2, 4), ["a", "b"])
+    kv = KeyedVectors.from_arrays(np.arange(8, dtype=np.float32).reshape(2, 4), ["a", "b"])
     kv.save_word2vec_format(tmp_path / "v.bin", binary=True)
     (tmp_path / "v.bin").write_bytes((tmp_path / "v.bin").read_bytes() + b"c \x00\x00\x80?")
     with pytest.raises(ValueError, match="after the last"):
