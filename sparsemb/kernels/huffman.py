@@ -123,3 +123,77 @@ def huffman_tree(counts) -> HuffmanTree:
     if counts.ndim != 1 or (counts < 0).any():
         raise ValueError("counts must be a 1-D array of non-negative integers")
     return HuffmanTree(*_tree(counts))
+
+
+@jit(inline="always", fastmath=True)
+def _path_logprob(h, hrow, tree, word, syn1, logsig, max_exp, scale):
+    """gensim's ``score_pair_*_hs``: sum over the word's path of ``log sigmoid(±h·syn1[point])``, with
+    the terms whose score lies outside the table left out, as gensim leaves them out."""
+    codes, points, offsets = tree
+    total = np.float32(0.0)
+    for b in range(offsets[word], offsets[word + 1]):
+        p = points[b]
+        f = np.float32(0.0)
+        for d in range(h.shape[1]):
+            f += h[hrow, d] * syn1[p, d]
+        if codes[b]:
+            f = -f
+        if -max_exp < f < max_exp:
+            total += logsig[int((f + max_exp) * scale)]
+    return total
+
+
+@jit(fastmath=True)
+def score_sentences(ids, starts, syn0, syn1, tree, window, sg, cbow_mean, logsig, max_exp):
+    """Log-probability of each sentence under hierarchical softmax, as gensim's ``score`` computes it.
+
+    Parameters
+    ----------
+    ids, starts : ndarray of int32, int64
+        The sentences as vocabulary ids (words outside it already left out).
+    syn0, syn1 : ndarray of float32, shape (V, dim)
+    tree : HuffmanTree
+    window : int
+        Full window, not shrunk.
+    sg, cbow_mean : bool
+    logsig : ndarray of float32
+        The log-sigmoid table.
+    max_exp : float
+        Its range, [-max_exp, max_exp).
+
+    Returns
+    -------
+    ndarray of float32, shape (n_sentences,)
+    """
+    # word2vec C and gensim index their tables with EXP_TABLE_SIZE / MAX_EXP / 2 in integer arithmetic
+    # (1000 / 6 / 2 = 83, not 83.3): the same index, so the same score.
+    scale = np.float32((logsig.shape[0] // int(max_exp)) // 2)
+    max_exp = np.float32(max_exp)
+    n_sent = starts.shape[0] - 1
+    out = np.zeros(n_sent, dtype=np.float32)
+    h = np.empty((1, syn0.shape[1]), dtype=np.float32)
+    offsets = tree[2]
+    for s in range(n_sent):
+        lo, hi = starts[s], starts[s + 1]
+        total = np.float32(0.0)
+        for i in range(lo, hi):
+            word = ids[i]
+            if offsets[word + 1] == offsets[word]:
+                continue
+            j0, j1 = max(lo, i - window), min(hi, i + window + 1)
+            if sg:
+                for j in range(j0, j1):
+                    if j != i and offsets[ids[j] + 1] > offsets[ids[j]]:
+                        total += _path_logprob(syn0, ids[j], tree, word, syn1, logsig, max_exp, scale)
+            else:
+                h[0, :] = 0.0
+                count = 0
+                for j in range(j0, j1):
+                    if j != i and offsets[ids[j] + 1] > offsets[ids[j]]:
+                        h[0, :] += syn0[ids[j]]
+                        count += 1
+                if cbow_mean and count:
+                    h[0, :] *= np.float32(1.0) / np.float32(count)
+                total += _path_logprob(h, 0, tree, word, syn1, logsig, max_exp, scale)
+        out[s] = total
+    return out

@@ -8,6 +8,7 @@ with the GIL released, so one Python thread per worker runs them in parallel.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -28,6 +29,7 @@ from .. import _config
 from .._io import atomic_write
 from .._limits import MAX_NEGATIVE, MAX_SENTENCE_LENGTH, MAX_WINDOW
 from ..kernels import word2vec as _k
+from ..kernels.huffman import score_sentences
 from . import corpus as _corpus
 from .keyedvectors import KeyedVectors
 from .vocab import RawCounts, Vocabulary, by_frequency, count_words, downsampling, effective_min_count, kept
@@ -885,6 +887,37 @@ class Word2Vec:
         prob /= prob.sum()
         top = np.argsort(-prob, kind="stable")[:topn]
         return [(self.wv.index_to_key[i], prob[i]) for i in top]
+
+    def score(self, sentences, total_sentences=int(1e6), chunksize=100, queue_factor=2, report_delay=1):
+        """gensim's ``score``: the log-probability of each sentence under hierarchical softmax (full
+        window, no subsampling; words outside the vocabulary left out; at most
+        :data:`~sparsemb._limits.MAX_SENTENCE_LENGTH` words of a sentence, as gensim).
+
+        Parameters
+        ----------
+        sentences : iterable of list of str
+        total_sentences : int
+            Score at most this many.
+        chunksize, queue_factor, report_delay
+            Accepted for gensim's signature.
+
+        Returns
+        -------
+        ndarray of float32, shape (n_sentences,)
+
+        Raises
+        ------
+        RuntimeError
+            If the model was not trained with ``hs=1``.
+        """
+        if not self.hs or self.syn1 is None or self.syn1.shape[0] != len(self.wv):
+            raise RuntimeError("We have currently only implemented score for the hierarchical softmax scheme, so "
+                               "you need to have run word2vec with hs=1 and negative=0 for this to work.")
+        head = (list(s)[:MAX_SENTENCE_LENGTH] for s in itertools.islice(sentences, int(total_sentences)))
+        encoded = _corpus.encode(head, self.wv.key_to_index)
+        _, logsig = _k.sigmoid_tables(np.float32)
+        return score_sentences(encoded.ids, encoded.starts, self.wv.vectors, self.syn1, self.vocab.tree,
+                               self.window, bool(self.sg), bool(self.cbow_mean), logsig, _k.MAX_EXP)
 
     # -- model files ----------------------------------------------------------------------------
     def save(self, path, separately=None, sep_limit=None, ignore=frozenset(), pickle_protocol=None):

@@ -11,6 +11,7 @@ The rules are gensim 4's, so the same corpus and settings give the same words, c
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -177,8 +178,9 @@ class Vocabulary:
         """:meth:`keep_probabilities` as gensim's 32-bit thresholds (int64, kept when ``rand32 <= value``)."""
         return (self.keep_probabilities(sample) * (2**32 - 1)).astype(np.uint32).astype(np.int64)
 
-    def huffman(self) -> HuffmanTree:
-        """Hierarchical softmax's tree of these counts (gensim's codes and points)."""
+    @functools.cached_property
+    def tree(self) -> HuffmanTree:
+        """Hierarchical softmax's tree of these counts (gensim's codes and points), built once."""
         return huffman_tree(self.counts)
 
     def noise_table(self, ns_exponent=0.75):
