@@ -126,8 +126,11 @@ def _load_on_instance(*args, **kwargs):
     raise AttributeError("This method should be called on a class object: model = Word2Vec.load(path)")
 
 
-class VocabularyError(ValueError):
+class VocabularyError(ValueError, RuntimeError):
     """No usable vocabulary: the corpus is empty, or no word reaches ``min_count``.
+
+    Raised when training is asked for (:meth:`Word2Vec.build_vocab` only warns, as gensim does). A
+    ValueError, and the RuntimeError gensim raises in that case.
 
     Attributes
     ----------
@@ -338,6 +341,7 @@ class Word2Vec:
         self._raw = None
         self._raw_source = None
         self._vocab_source = None
+        self._empty = None  # why the vocabulary is empty, raised when training is asked for
         # As gensim: ``model.load(...)`` is a mistake (it returns a new model, not this one) and raises.
         self.load = _load_on_instance
         if sentences is not None or corpus_file is not None:
@@ -495,10 +499,12 @@ class Word2Vec:
                   "num_retained_words": len(keep)}
         if dry_run:
             return report
+        self._empty = None
         if not words:
             source = "the corpus" if self._raw_source is None or self._raw_source[0] == "iterable" \
                 else self._raw_source[1]
-            raise VocabularyError(source, effective if len(raw) else None, int(raw.counts.max(initial=0)))
+            self._empty = VocabularyError(source, effective if len(raw) else None, int(raw.counts.max(initial=0)))
+            logger.warning("%s", self._empty)
         self.effective_min_count = effective
         if not update:
             self.min_count, self.sample = min_count, sample
@@ -554,7 +560,20 @@ class Word2Vec:
         self.accum0 = np.zeros(shape, dtype=np.float32)
         self.accum1 = np.zeros(shape, dtype=np.float32)
         self.rng_state = _seed_states(self.seed, self.workers)
-        self.wv = KeyedVectors.from_arrays(syn0, self.vocab.index_to_key, counts=self.vocab.counts)
+        self.wv = self._make_wv(syn0)
+
+    def _make_wv(self, syn0):
+        """The KeyedVectors of the input table, with gensim's vector attributes: counts and, with
+        hierarchical softmax, each word's ``code`` and ``point`` (views into the tree's arrays)."""
+        wv = KeyedVectors.from_arrays(syn0, self.vocab.index_to_key, counts=self.vocab.counts)
+        if self.hs:
+            codes, points, offsets = self.vocab.tree
+            for name, flat in (("code", codes), ("point", points)):
+                paths = np.empty(len(self.vocab), dtype=object)
+                for i, (a, b) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist())):
+                    paths[i] = flat[a:b]  # one by one: a list of equal-length views would become 2-D
+                wv.expandos[name] = paths
+        return wv
 
     def _grow_tables(self):
         old, v, dim = len(self.wv), len(self.vocab), self.vector_size
@@ -568,7 +587,7 @@ class Word2Vec:
         syn0 = grow(self.wv.vectors, self._new_vectors(v - old, old))
         self.syn1neg, self.syn1 = grow(self.syn1neg, None), grow(self.syn1, None)
         self.accum0, self.accum1 = grow(self.accum0, None), grow(self.accum1, None)
-        self.wv = KeyedVectors.from_arrays(syn0, self.vocab.index_to_key, counts=self.vocab.counts)
+        self.wv = self._make_wv(syn0)
 
     # -- training -------------------------------------------------------------------------------
     def train(self, corpus_iterable=None, corpus_file=None, total_examples=None, total_words=None, epochs=None,
@@ -677,7 +696,7 @@ class Word2Vec:
         if alpha > self.min_alpha_yet_reached:
             logger.warning("Effective 'alpha' higher than previous training cycles")
         if self.wv is None or not len(self.wv):
-            raise RuntimeError("you must first build vocabulary before training the model")
+            raise self._empty or RuntimeError("you must first build vocabulary before training the model")
         if total_words is None and total_examples is None:
             raise ValueError("You must specify either total_examples or total_words, for proper learning-rate "
                              "and progress calculations. If you've just built the vocabulary using the same "
@@ -981,7 +1000,7 @@ class Word2Vec:
         model.syn1neg, model.syn1 = arrays["syn1neg"], arrays["syn1"]
         model.accum0, model.accum1 = arrays["accum0"], arrays["accum1"]
         model.rng_state = arrays["rng_state"]
-        model.wv = KeyedVectors.from_arrays(arrays["syn0"], model.vocab.index_to_key, counts=model.vocab.counts)
+        model.wv = model._make_wv(arrays["syn0"])
         for name in _STATE:
             if name in meta:
                 setattr(model, name, meta[name])
