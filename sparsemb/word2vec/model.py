@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import pickle
 import logging
 import math
 import os
@@ -26,10 +27,11 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import _config
+from .. import _io
 from .._io import atomic_write
 from .._limits import MAX_NEGATIVE, MAX_SENTENCE_LENGTH, MAX_WINDOW
 from ..kernels import word2vec as _k
-from ..kernels.huffman import score_sentences
+from ..kernels.huffman import HuffmanTree, score_sentences
 from . import corpus as _corpus
 from .keyedvectors import KeyedVectors
 from .vocab import RawCounts, Vocabulary, by_frequency, count_words, downsampling, effective_min_count, kept
@@ -566,6 +568,7 @@ class Word2Vec:
         """The KeyedVectors of the input table, with gensim's vector attributes: counts and, with
         hierarchical softmax, each word's ``code`` and ``point`` (views into the tree's arrays)."""
         wv = KeyedVectors.from_arrays(syn0, self.vocab.index_to_key, counts=self.vocab.counts)
+        wv.vectors_lockf = np.ones(1, dtype=np.float32)  # gensim 4's: no row is locked (nor can be, here)
         if self.hs:
             codes, points, offsets = self.vocab.tree
             for name, flat in (("code", codes), ("point", points)):
@@ -574,6 +577,15 @@ class Word2Vec:
                     paths[i] = flat[a:b]  # one by one: a list of equal-length views would become 2-D
                 wv.expandos[name] = paths
         return wv
+
+    @property
+    def cum_table(self):
+        """gensim's cumulative noise distribution, ``round(cumsum(counts**ns_exponent) / total * (2**31 - 1))``
+        as uint32 (sparsemb draws from an alias table of the same distribution)."""
+        if self.vocab is None:
+            return None
+        weights = np.cumsum(self.vocab.counts.astype(np.float64) ** self.ns_exponent)
+        return np.round(weights / weights[-1] * (2**31 - 1)).astype(np.uint32)
 
     def _grow_tables(self):
         old, v, dim = len(self.wv), len(self.vocab), self.vector_size
@@ -958,11 +970,13 @@ class Word2Vec:
 
     @classmethod
     def load(cls, path, mmap=None):
-        """Load a model written by :meth:`save`.
+        """Load a model written by :meth:`save`, or by gensim (1.x to 4.x: its pickle and ``.npy`` side
+        files), without gensim: through :func:`sparsemb._io.load_gensim`, which admits gensim's classes
+        only and never runs code from the file.
 
         Every array is checked against the model's parameters (shape, dtype, values the kernels rely
         on) before anything is built: a damaged or hand-made file is refused, never trained on.
-        ``mmap`` is accepted for gensim's signature; the arrays of a compressed-or-not ``.npz`` are read.
+        ``mmap`` maps a gensim model's side files; the arrays of sparsemb's ``.npz`` are read.
 
         Raises
         ------
@@ -975,6 +989,8 @@ class Word2Vec:
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"model file not found: {path}")
+        if not zipfile.is_zipfile(path):
+            return cls._load_gensim(path, mmap)
         try:
             npz = np.load(path, allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -1008,6 +1024,81 @@ class Word2Vec:
         return model
 
 
+    @classmethod
+    def _load_gensim(cls, path, mmap):
+        try:
+            obj = _io.load_gensim(path, mmap=mmap)
+        except _io.UnsafePickleError as err:
+            raise ValueError(f"{path}: refused: {err}") from None
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError, AttributeError, IndexError) as err:
+            if isinstance(err, FileNotFoundError) and err.filename != path:
+                raise
+            raise ValueError(f"{path}: not a readable sparsemb or gensim model file ({err})") from None
+        if getattr(type(obj), "pickled_class", "").rsplit(".", 1)[-1] != "Word2Vec":
+            name = getattr(type(obj), "pickled_class", type(obj).__name__)
+            raise ValueError(f"{path}: holds a {name}, not a gensim Word2Vec model")
+        try:
+            return cls._from_gensim(obj.__dict__)
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ValueError(f"{path}: inconsistent gensim model: {err}") from None
+
+    @classmethod
+    def _from_gensim(cls, state):
+        """A model from the attributes of gensim's pickled Word2Vec (1.x-4.x layouts)."""
+        parts = [state] + [state[k].__dict__ for k in ("vocabulary", "trainables") if state.get(k) is not None]
+
+        def get(name, default=None):
+            for part in parts:
+                if part.get(name) is not None:
+                    return part[name]
+            return default
+
+        params = {name: get(name) for name in ("vector_size", "window", "min_count", "sg", "hs", "negative",
+                                                "sample", "alpha", "min_alpha", "workers", "seed", "ns_exponent",
+                                                "cbow_mean", "null_word", "sorted_vocab", "max_vocab_size",
+                                                "max_final_vocab", "compute_loss", "shrink_windows")}
+        params["vector_size"] = params["vector_size"] or get("layer1_size")
+        params["epochs"] = get("epochs", get("iter"))
+        model = cls(**{k: (int(v) if isinstance(v, (bool, np.integer)) else v) for k, v in params.items()
+                       if v is not None})
+        wv_state = state["wv"].__dict__
+        # The tree is the model's: gensim 4 keeps codes and points as vector attributes, older versions
+        # on each word's Vocab object.
+        expandos = wv_state.get("expandos") or {}
+        paths = {attr: expandos.pop(attr, None) for attr in ("code", "point")}
+        for entry in (wv_state.get("vocab") or {}).values():
+            for attr in ("code", "point"):
+                value = entry.__dict__.pop(attr, None)
+                if value is not None:
+                    paths[attr] = paths[attr] if isinstance(paths[attr], dict) else {}
+                    paths[attr][entry.__dict__["index"]] = value
+        kv = KeyedVectors._from_gensim(state["wv"], "the model's wv")
+        counts = kv.expandos.get("count")
+        model.vocab = Vocabulary(kv.index_to_key, np.ones(len(kv), np.int64) if counts is None else counts)
+        v, dim = len(kv), model.vector_size
+        if model.hs and paths["code"] is not None:
+            codes = [np.asarray(paths["code"][i], np.uint8) for i in range(v)]
+            points = [np.asarray(paths["point"][i], np.int32) for i in range(v)]
+            offsets = np.concatenate([[0], np.cumsum([len(c) for c in codes])]).astype(np.int64)
+            model.vocab.tree = HuffmanTree(np.concatenate(codes), np.concatenate(points), offsets)
+        vectors = np.ascontiguousarray(kv.vectors, dtype=np.float32)
+        model.syn1neg = np.ascontiguousarray(get("syn1neg", np.zeros((0, dim))), dtype=np.float32)
+        model.syn1 = np.ascontiguousarray(get("syn1", np.zeros((0, dim))), dtype=np.float32)
+        for name, table, rows in (("vectors", vectors, v), ("syn1neg", model.syn1neg, v if model.negative else 0),
+                                  ("syn1", model.syn1, v if model.hs else 0)):
+            if table.shape != (rows, dim) or not np.isfinite(table).all():
+                raise ValueError(f"{name} is {table.shape}, expected ({rows}, {dim}) of finite values")
+        model.accum0 = model.accum1 = np.zeros((0, dim), np.float32)
+        model.rng_state = _seed_states(model.seed, model.workers)
+        model.wv = model._make_wv(vectors)
+        model.corpus_count = int(get("corpus_count", 0))
+        model.corpus_total_words = get("corpus_total_words")  # None in files before gensim 3.5, as gensim
+        for name in ("min_alpha_yet_reached", "train_count", "running_training_loss", "effective_min_count"):
+            if get(name) is not None:
+                setattr(model, name, get(name))
+        return model
+
+
 _ARRAYS = ("meta", "syn0", "syn1neg", "counts", "accum0", "accum1", "rng_state")
 
 
@@ -1018,8 +1109,9 @@ def _check_model_arrays(meta, arrays, model):
         raise ValueError("'words' must be a list of strings")
     if len(set(words)) != len(words):
         raise ValueError("'words' has repeated words")
-    for name in ("corpus_count", "corpus_total_words"):
-        _check_int(name, meta.get(name), 0)
+    _check_int("corpus_count", meta.get("corpus_count"), 0)
+    if meta.get("corpus_total_words") is not None:  # None for a model gensim saved before 3.5
+        _check_int("corpus_total_words", meta["corpus_total_words"], 0)
     losses = meta.get("epoch_losses")
     if not isinstance(losses, list) or not all(isinstance(x, Real) for x in losses):
         raise ValueError("'epoch_losses' must be a list of numbers")
