@@ -989,6 +989,9 @@ class Word2Vec:
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"model file not found: {path}")
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                raise ValueError(f"{path}: a single .npy array, not a model (.npz archive or gensim pickle)")
         if not zipfile.is_zipfile(path):
             return cls._load_gensim(path, mmap)
         try:
