@@ -124,6 +124,11 @@ def _check_corpus(corpus_iterable, corpus_file, passes):
 _COMPRESSED = (".bz2", ".gz", ".xz", ".zst", ".lzma", ".zip")
 
 
+class ModelTypeError(ValueError, AttributeError):
+    """:meth:`Word2Vec.load` of a file that holds something else (KeyedVectors, say): the AttributeError
+    gensim raises there, and a ValueError like every other unreadable file."""
+
+
 def _load_on_instance(*args, **kwargs):
     raise AttributeError("This method should be called on a class object: model = Word2Vec.load(path)")
 
@@ -990,8 +995,11 @@ class Word2Vec:
         if not os.path.exists(path):
             raise FileNotFoundError(f"model file not found: {path}")
         with open(path, "rb") as f:
-            if f.read(6) == b"\x93NUMPY":
-                raise ValueError(f"{path}: a single .npy array, not a model (.npz archive or gensim pickle)")
+            head = f.read(6)
+        if head == b"\x93NUMPY":
+            raise ValueError(f"{path}: a single .npy array, not a model (.npz archive or gensim pickle)")
+        if head.startswith(b"{"):  # KeyedVectors.save's JSON
+            raise ModelTypeError(f"{path}: holds KeyedVectors, not a Word2Vec model: load it with KeyedVectors.load")
         if not zipfile.is_zipfile(path):
             return cls._load_gensim(path, mmap)
         try:
@@ -1039,7 +1047,7 @@ class Word2Vec:
             raise ValueError(f"{path}: not a readable sparsemb or gensim model file ({err})") from None
         if getattr(type(obj), "pickled_class", "").rsplit(".", 1)[-1] != "Word2Vec":
             name = getattr(type(obj), "pickled_class", type(obj).__name__)
-            raise ValueError(f"{path}: holds a {name}, not a gensim Word2Vec model")
+            raise ModelTypeError(f"{path}: holds a {name}, not a Word2Vec model")
         try:
             return cls._from_gensim(obj.__dict__)
         except (ValueError, TypeError, KeyError, AttributeError) as err:
