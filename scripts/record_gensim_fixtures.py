@@ -12,8 +12,12 @@ Writes, under tests/fixtures/:
   closer_than, rank, get_mean_vector, most_similar with vectors / clip / topn=None, ...) on
   gensim_vectors.bin, and gensim_kv.kv (+ .npy side file): those vectors as gensim's ``save`` pickles them.
 
+* gensim_hs.npz -- gensim's Huffman tree (codes, points) of lee_background's vocabulary, and a small
+  hierarchical-softmax model's tables and sentence scores.
+
     python scripts/record_gensim_fixtures.py                 # everything (retrains the small model)
     python scripts/record_gensim_fixtures.py keyedvectors    # only the KeyedVectors files, from the .bin
+    python scripts/record_gensim_fixtures.py hs              # only gensim_hs.npz
 """
 from __future__ import annotations
 
@@ -170,9 +174,37 @@ def record_keyedvectors():
     print("wrote gensim_keyedvectors.json, gensim_kv.kv")
 
 
+def record_hierarchical_softmax():
+    """gensim_hs.npz: gensim's Huffman tree of lee_background's vocabulary (min_count 5) and, for a small
+    hs model trained on it (sg and CBOW), its tables and ``score`` of the first 30 sentences."""
+    lee = os.path.join(os.path.dirname(gensim.__file__), "test", "test_data", "lee_background.cor")
+    corpus = list(LineSentence(lee))
+    arrays = {}
+    for sg in (1, 0):
+        model = Word2Vec(corpus, vector_size=8, min_count=5, hs=1, negative=0, sg=sg, epochs=2, workers=1, seed=5)
+        wv = model.wv
+        codes = [np.asarray(wv.get_vecattr(i, "code"), np.uint8) for i in range(len(wv))]
+        points = [np.asarray(wv.get_vecattr(i, "point"), np.int32) for i in range(len(wv))]
+        arrays.update(words=np.array(wv.index_to_key), counts=np.array([wv.get_vecattr(i, "count")
+                                                                       for i in range(len(wv))]),
+                      codes=np.concatenate(codes), points=np.concatenate(points),
+                      offsets=np.concatenate([[0], np.cumsum([len(c) for c in codes])]))
+        arrays[f"syn0_sg{sg}"], arrays[f"syn1_sg{sg}"] = wv.vectors, model.syn1
+        arrays[f"score_sg{sg}"] = model.score(corpus[:30], total_sentences=30)
+    lengths = [len(s) for s in corpus[:30]]
+    arrays["sentences"] = np.array([w for s in corpus[:30] for w in s])
+    arrays["sentence_starts"] = np.concatenate([[0], np.cumsum(lengths)])
+    np.savez_compressed(os.path.join(OUT, "gensim_hs.npz"), **arrays)
+    print("wrote gensim_hs.npz")
+
+
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] != ["keyedvectors"]:
+    parts = sys.argv[1:] or ["word2vec", "keyedvectors", "hs"]
+    if "word2vec" in parts:
         main()
-    record_keyedvectors()
+    if "keyedvectors" in parts:
+        record_keyedvectors()
+    if "hs" in parts:
+        record_hierarchical_softmax()

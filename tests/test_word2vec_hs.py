@@ -78,3 +78,31 @@ def test_score_needs_hierarchical_softmax():
     model = Word2Vec([["a", "b"]] * 20, vector_size=4, min_count=1, workers=1, quiet=True)
     with pytest.raises(RuntimeError, match="hierarchical softmax"):
         model.score([["a", "b"]])
+
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "gensim_hs.npz")
+
+
+@pytest.fixture(scope="module")
+def recorded_hs():
+    with np.load(FIXTURE) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def test_huffman_tree_equals_gensims_recorded_one(recorded_hs):
+    tree = huffman_tree(recorded_hs["counts"])
+    assert np.array_equal(tree.offsets, recorded_hs["offsets"])
+    assert np.array_equal(tree.codes, recorded_hs["codes"]) and np.array_equal(tree.points, recorded_hs["points"])
+
+
+@pytest.mark.parametrize("sg", [1, 0])
+def test_score_equals_gensims_recorded_scores(recorded_hs, sg):
+    words = recorded_hs["words"].tolist()
+    ours = Word2Vec(vector_size=8, min_count=1, hs=1, negative=0, sg=sg, sorted_vocab=0)
+    ours.build_vocab_from_freq(dict(zip(words, recorded_hs["counts"].tolist())))
+    assert ours.vocab.index_to_key == words
+    ours.wv.vectors[:] = recorded_hs[f"syn0_sg{sg}"]
+    ours.syn1[:] = recorded_hs[f"syn1_sg{sg}"]
+    tokens, starts = recorded_hs["sentences"].tolist(), recorded_hs["sentence_starts"]
+    sentences = [tokens[a:b] for a, b in zip(starts[:-1], starts[1:])]
+    np.testing.assert_allclose(ours.score(sentences), recorded_hs[f"score_sg{sg}"], rtol=2e-4, atol=1e-3)
