@@ -1,0 +1,199 @@
+"""Cold compile time of ``sparsemb demo``: where Numba's first-run time goes, kernel by kernel.
+
+Each run is a fresh process (``python -c``) with an empty temporary ``NUMBA_CACHE_DIR``: it imports
+sparsemb and does what ``sparsemb demo --quiet`` does (skip-gram then CBOW on the generated corpus,
+through :func:`sparsemb.word2vec.demo.run_demo`). A listener on Numba's ``numba:compile`` event times
+every compilation: per kernel and signature, *inclusive* (the kernel's own compile call) and *self*
+(minus the sparsemb kernels compiled inside it, which a non-inlined callee is; Numba's own
+implementations it pulls in, np.empty or the formatting of an error message, count as its own). A second process on the now
+full cache gives the warm time; cold minus warm is what compiling costs a first run. Runs alternate
+cold, warm, cold, warm, ...; the table shows the medians over rounds.
+
+    python scripts/bench_compile.py                      # 3 rounds
+    python scripts/bench_compile.py --rounds 5 --markdown  # a section for BENCHMARKS.md
+    python scripts/bench_compile.py --cli                 # also time `sparsemb demo --quiet` end to end
+    python scripts/bench_compile.py --tree /tmp/old --tree .  # two checkouts, interleaved, side by side
+
+``--tree`` runs the children with that checkout first on ``sys.path`` (``git worktree add /tmp/old
+<commit>`` gives an earlier version), so a change is measured against its parent in the same rounds.
+
+The demo's threads are left at their default (all cores), as a user runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+#: Run inside the child: time imports, the demo and each compilation; print one JSON line.
+CHILD = r"""
+import io, json, sys, time
+t0 = time.perf_counter()
+from numba.core import event as ev
+
+stack, records = [], []
+
+class Timer(ev.Listener):
+    def on_start(self, event):
+        f = event.data["dispatcher"].py_func
+        name = f.__module__.rsplit(".", 1)[-1] + "." + f.__qualname__
+        ours = f.__module__.startswith("sparsemb")
+        # Numba's own implementations (np.empty, string formatting for error messages, ...) compiled
+        # while a kernel compiles are that kernel's cost: charged to the nearest sparsemb caller.
+        sig = ", ".join(str(a) for a in event.data["args"])
+        owner = [name, sig] if ours or not stack else stack[-1][4]
+        stack.append([name, sig, time.perf_counter(), 0.0, owner])
+
+    def on_end(self, event):
+        name, sig, start, inner, owner = stack.pop()
+        total = time.perf_counter() - start
+        if stack:
+            stack[-1][3] += total
+        records.append({"kernel": name, "owner": owner, "sig": sig, "inclusive": total,
+                        "self": total - inner})
+
+ev.register("numba:compile", Timer())
+import sparsemb
+from sparsemb.word2vec.demo import run_demo
+t_import = time.perf_counter() - t0
+phases = {}
+for sg in (1, 0):
+    t1 = time.perf_counter()
+    run_demo(sg=sg, quiet=True, out=io.StringIO())
+    phases["skip-gram" if sg else "CBOW"] = time.perf_counter() - t1
+print(json.dumps({"import": t_import, "phases": phases, "total": time.perf_counter() - t0,
+                  "compiles": records}))
+"""
+
+
+def child(cache_dir, tree):
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    env["PYTHONPATH"] = os.pathsep.join([tree] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, cwd=tree)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"child failed ({tree}):\n{proc.stderr}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall"] = wall
+    return out
+
+
+def cli_run(cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    t0 = time.perf_counter()
+    proc = subprocess.run(["sparsemb", "demo", "--quiet"], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"sparsemb demo failed:\n{proc.stderr}")
+    return time.perf_counter() - t0
+
+
+def summarize(colds, warms):
+    """Medians over rounds: whole-process times and each kernel's (and signature's) compile seconds."""
+    med = statistics.median
+    out = {"cold": med(c["wall"] for c in colds), "warm": med(w["wall"] for w in warms),
+           "compile": med(sum(r["self"] for r in c["compiles"]) for c in colds),
+           "count": med(len(c["compiles"]) for c in colds)}
+    per = {}
+    for c in colds:
+        round_ = {}
+        for r in c["compiles"]:
+            key = tuple(r["owner"])
+            round_.setdefault(key, [0.0, 0.0])
+            round_[key][0] += r["self"]
+            if key == (r["kernel"], r["sig"]):
+                round_[key][1] += r["inclusive"]
+        for key in round_:
+            per.setdefault(key, []).append(round_[key])
+    out["signatures"] = {k: (med(s for s, _ in v), med(i for _, i in v)) for k, v in per.items()}
+    kernels = {}
+    for (kernel, _sig), (s, _) in out["signatures"].items():
+        kernels.setdefault(kernel, [0.0, 0])
+        kernels[kernel][0] += s
+        kernels[kernel][1] += 1
+    out["kernels"] = kernels
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--markdown", action="store_true", help="print a section for BENCHMARKS.md")
+    ap.add_argument("--cli", action="store_true", help="also time `sparsemb demo --quiet` cold and warm "
+                    "(the installed command, whatever --tree says)")
+    ap.add_argument("--tree", action="append", default=None,
+                    help="checkout to measure (repeatable; default: the one holding this script)")
+    ap.add_argument("--top", type=int, default=12, help="signatures shown in the table")
+    args = ap.parse_args(argv)
+    trees = [os.path.abspath(t) for t in (args.tree or [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))])]
+
+    runs = {t: ([], []) for t in trees}
+    clis = []
+    for _ in range(args.rounds):
+        for tree in trees:
+            tmp = tempfile.mkdtemp(prefix="sparsemb-bench-compile-")
+            try:
+                runs[tree][0].append(child(tmp, tree))
+                runs[tree][1].append(child(tmp, tree))
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        if args.cli:
+            tmp = tempfile.mkdtemp(prefix="sparsemb-bench-compile-")
+            try:
+                clis.append((cli_run(tmp), cli_run(tmp)))
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    for tree, (_, warms) in runs.items():
+        if any(w["compiles"] for w in warms):
+            names = sorted({r["kernel"] for w in warms for r in w["compiles"]})
+            print(f"warning: the warm runs of {tree} compiled again: {names}", file=sys.stderr)
+
+    res = [summarize(*runs[t]) for t in trees]
+    names = [os.path.basename(t.rstrip(os.sep)) or t for t in trees]
+    cols = " | ".join(names)
+    bar = "|---|" + "---:|" * len(trees)
+    lines = []
+    if args.markdown:
+        import _benchutil as bu
+        lines += [", ".join(bu.machine()[:2]) + ".",
+                  f"Command: `python scripts/bench_compile.py --rounds {args.rounds}"
+                  + "".join(f" --tree {n}" for n in names if len(trees) > 1)
+                  + (" --cli" if args.cli else "") + "`; medians of "
+                  f"{args.rounds} rounds, each a fresh process with an empty `NUMBA_CACHE_DIR`, then one with "
+                  "that cache full.", ""]
+    def row(label, key, fmt="{:.2f}"):
+        return f"| {label} | " + " | ".join(fmt.format(r[key]) for r in res) + " |"
+    lines += [f"| seconds | {cols} |", bar,
+              row("cold run (empty cache), whole process", "cold"),
+              row("warm run (full cache), whole process", "warm"),
+              "| cold - warm | " + " | ".join(f"{r['cold'] - r['warm']:.2f}" for r in res) + " |",
+              row("inside Numba compiles", "compile"),
+              row("compilations (kernel x signature, Numba's own included)", "count", "{:.0f}")]
+    if clis:
+        med = statistics.median
+        lines += [f"| `sparsemb demo --quiet` (installed) cold / warm | {med(a for a, _ in clis):.2f} / "
+                  f"{med(b for _, b in clis):.2f} |" + " |" * (len(trees) - 1)]
+    all_k = sorted({k for r in res for k in r["kernels"]}, key=lambda k: -max(r["kernels"].get(k, [0])[0] for r in res))
+    lines += ["", f"| compile seconds of kernel (signatures) | {cols} |", bar]
+    for k in all_k:
+        cells = [f"{r['kernels'][k][0]:.2f} ({r['kernels'][k][1]})" if k in r["kernels"] else "-" for r in res]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    for name, r in zip(names, res):
+        lines += ["", f"{name}: the costliest signatures", "", "| kernel(signature) | seconds | inclusive |",
+                  "|---|---:|---:|"]
+        for (kernel, sig), (s, i) in sorted(r["signatures"].items(), key=lambda kv: -kv[1][0])[: args.top]:
+            sig = sig if len(sig) < 110 else sig[:107] + "..."
+            lines.append(f"| {kernel}({sig}) | {s:.2f} | {i:.2f} |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
