@@ -405,5 +405,10 @@ class SparseAdam(Optimizer):
         b1, b2 = hyper["betas"]
         t = state["step"]
         step_size = hyper["lr"] * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        # eps > 0 keeps m / (√v + eps) from 0/0, unless it underflows to 0 in the table's dtype
+        # (eps=1e-50 in float32): then the smallest positive number of that dtype.
+        eps = dt(hyper["eps"])
+        if eps == 0:
+            eps = np.finfo(dt).smallest_subnormal
         K.sparse_adam_step(weight, state["exp_avg"], state["exp_avg_sq"], *seg, dt(step_size),
-                           dt(1 - b1), dt(1 - b2), dt(hyper["eps"]))
+                           dt(1 - b1), dt(1 - b2), eps)

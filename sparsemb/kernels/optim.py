@@ -25,7 +25,8 @@ def _ratio(num, den):
     A denominator ``√S + eps`` is 0 only when ``eps`` is 0 (or underflows in the table's dtype) and
     the accumulator is 0, so the numerator, whose square is in it, is 0 as well: an update of
     ``num`` there is the 0 it should be, not 0/0 = NaN, and leaves every other result's bits as they
-    were. A select, not a branch: the loop still vectorises.
+    were. A select, not a branch: the loop still vectorises. (SparseAdam needs none: its eps is > 0
+    and its wrapper keeps it from underflowing.)
     """
     return num / den if den > 0 else num
 
@@ -139,4 +140,4 @@ def sparse_adam_step(weight, exp_avg, exp_avg_sq, indices, order, starts, src, c
                 v = v + (g * g - v) * one_minus_beta2
                 exp_avg[r, j] = m
                 exp_avg_sq[r, j] = v
-                weight[r, j] -= step_size * _ratio(m, np.sqrt(v) + eps)
+                weight[r, j] -= step_size * (m / (np.sqrt(v) + eps))
