@@ -37,19 +37,14 @@ def sigmoid_tables(dtype=np.float32):
     return sig.astype(dtype), np.log(sig).astype(dtype)
 
 
-# The small helpers of the training loop below (_rand32, _draw, _dot, _pair, _draw_targets) are
-# compiled once and inlined by LLVM, not by Numba (``inline="always"``): Numba's inliner copies and
-# re-processes a callee's IR at every call site, and these are called from many; the larger helpers
-# stay inlined by Numba. This cut the training kernel's first-run compile by about a fifth
-# (scripts/bench_compile.py) at the same training speed.
-@jit()
+@jit(inline="always")
 def _rand32(state):
     """Advance the 48-bit LCG; return the new state and its top 32 bits as an int64."""
     state = (state * _LCG_MUL + _LCG_ADD) & _LCG_MASK
     return state, np.int64(state >> _SHIFT16)
 
 
-@jit()
+@jit(inline="always")
 def _draw(state, neg_prob, neg_alias):
     """One word from the alias table: the high half of ``r * V`` picks a bucket, the low half accepts it."""
     state, r = _rand32(state)
@@ -145,7 +140,7 @@ def alias_table(weights):
     return thresholds, alias
 
 
-@jit(fastmath=True)
+@jit(inline="always", fastmath=True)
 def _dot(a, ra, b, rb):
     """``a[ra] . b[rb]`` in float32."""
     f = np.float32(0.0)
@@ -154,7 +149,7 @@ def _dot(a, ra, b, rb):
     return f
 
 
-@jit(fastmath=True)
+@jit(inline="always", fastmath=True)
 def _pair(f, label, sigmoid, logsig):
     """Loss ``-log(sigmoid(±f))`` and error ``label - sigmoid(f)`` of score ``f`` against ``label`` (1 or 0).
 
@@ -171,7 +166,7 @@ def _pair(f, label, sigmoid, logsig):
     return (np.float32(1.0) - label) * f - logsig[idx], label - sigmoid[idx]
 
 
-@jit()
+@jit(inline="always")
 def _draw_targets(center, targets, negative, neg_prob, neg_alias, syn1, state):
     """``targets[0] = center``, then ``negative`` noise words, leaving out any equal to ``center`` (as
     gensim does), each output row asked for as it is drawn. Returns how many targets there are, and
