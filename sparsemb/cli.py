@@ -1,4 +1,4 @@
-"""The ``sparsemb`` command line: train, similar, analogy, evaluate, demo.
+"""The ``sparsemb`` command line: train, similar, analogy, evaluate, demo, plot, export.
 
 Bad input ends with one line on stderr and a non-zero exit, never a traceback: usage errors (a bad
 number, a missing argument) exit 2 naming the flag, bad files or words exit 1 naming them. Output files
@@ -55,6 +55,18 @@ _THREADS = _number(int, 1, high=1024)
 _SAMPLE = _number(float, 0)
 _ALPHA = _number(float, 0, strict=True)
 _MIN_ALPHA = _number(float, 0)
+
+
+def _pixels(text):
+    """argparse type: WxH, each between 100 and 10000 pixels."""
+    parts = text.lower().split("x")
+    try:
+        width, height = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        width = height = None
+    if width is None or not (100 <= width <= 10000 and 100 <= height <= 10000):
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in pixels, each 100 to 10000, got {text!r}")
+    return width, height
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,6 +136,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true",
                       help="replace corpus.txt, analogies.txt and vectors.bin if --dir has them")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    plot = sub.add_parser("plot", help="draw a labelled 2-D map of vectors, or a model's loss curve",
+                          description="Draw the most frequent words (or given words and their neighbours) "
+                                      "on a 2-D map (t-SNE of the cosine similarities), or with --loss a "
+                                      "model's per-epoch loss. Needs the plot extra (matplotlib).")
+    plot.add_argument("vectors", metavar="VECTORS", nargs="?", help="a .bin, .txt/.vec or .npz file")
+    plot.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.png, OUT.svg or OUT.pdf")
+    plot.add_argument("--loss", metavar="MODEL", help="draw the per-epoch loss of MODEL (.npz) instead")
+    plot.add_argument("--top", type=_TOPN, default=None, metavar="N",
+                      help="the N most frequent words (default 300)")
+    plot.add_argument("--words", metavar="A,B,C", help="these words, each with its --neighbours nearest")
+    plot.add_argument("--neighbours", type=_COUNT, default=None, metavar="K",
+                      help="neighbours drawn with each of --words (default 10)")
+    plot.add_argument("--projection", choices=("tsne", "pca"), default="tsne",
+                      help="tsne (default: keeps neighbours together) or pca (linear, global shape)")
+    plot.add_argument("--size", type=_pixels, default=None, metavar="WxH",
+                      help="image size in pixels (default: grows with the words; 900x540 for --loss)")
+
+    export = sub.add_parser("export", help="write vectors for the TensorFlow Embedding Projector",
+                            description="Write DIR/vectors.tsv and DIR/metadata.tsv, the pair "
+                                        "projector.tensorflow.org loads (Load, then choose both files). "
+                                        "metadata.tsv has the words' counts when VECTORS is a full model "
+                                        "(.npz).")
+    export.add_argument("vectors", metavar="VECTORS", help="a .bin, .txt/.vec or .npz file")
+    export.add_argument("--projector", required=True, metavar="DIR",
+                        help="directory for vectors.tsv and metadata.tsv (made if missing)")
+    export.add_argument("--top", type=_TOPN, default=None, metavar="N", help="only the N most frequent words")
+    export.add_argument("--force", action="store_true", help="replace vectors.tsv and metadata.tsv if DIR has them")
     return parser
 
 
@@ -179,6 +219,10 @@ def _train(args, parser):
     else:
         model.wv.save_word2vec_format(args.output, binary=kind == "binary")
     if not args.quiet:
+        from .word2vec.viz import loss_lines
+
+        print("mean loss per epoch:")
+        print("\n".join(loss_lines(model.epoch_losses)))
         print(f"wrote {len(model.wv)} vectors of dimension {model.vector_size} to {args.output} "
               f"(last epoch loss {model.epoch_losses[-1]:.4f}; trained on {model.train_words} words "
               f"in {model.train_seconds:.2f} s, {model.train_words / model.train_seconds:.0f} words/s)")
@@ -236,7 +280,93 @@ def _demo(args, parser):
                  directory=args.dir, quiet=args.quiet, overwrite=args.force or sg != models[0])
 
 
-_COMMANDS = {"train": _train, "similar": _similar, "analogy": _analogy, "evaluate": _evaluate, "demo": _demo}
+def _plot(args, parser):
+    from .word2vec import viz
+
+    try:
+        viz.require_matplotlib()  # before any work: the one thing a user without the extra must hear
+    except viz.MissingExtraError as err:
+        parser.exit(2, f"sparsemb plot: error: {err}\n")
+    try:
+        viz.figure_format(args.output)
+    except ValueError as err:
+        parser.error(f"argument -o/--output: {err}")
+    if args.loss is not None:
+        if args.vectors is not None or args.top is not None or args.words is not None or args.neighbours is not None:
+            parser.error("--loss MODEL draws the loss alone: give no VECTORS, --top, --words or --neighbours")
+        if _vector_format(args.loss) != "model":
+            parser.error(f"argument --loss: needs a full model saved as .npz (sparsemb train -o model.npz), "
+                         f"got {args.loss!r}: word2vec vectors files keep no losses")
+        if not os.path.isfile(args.loss):
+            raise FileNotFoundError(f"model file not found: {args.loss}")
+        _io_check(args.output, [args.loss])
+        from .word2vec import Word2Vec
+
+        losses = Word2Vec.load(args.loss).epoch_losses
+        if not losses:
+            raise ValueError(f"{args.loss} records no epoch losses (was it trained by sparsemb?)")
+        viz.plot_loss(losses, args.output, size=args.size or (900, 540), inputs=[args.loss],
+                      title=f"{os.path.basename(args.loss)}: {len(losses)} epochs, "
+                            f"loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+        print(f"wrote the loss of {len(losses)} epochs to {args.output}")
+        return
+    if args.vectors is None:
+        parser.error("give VECTORS to map, or --loss MODEL")
+    if args.top is not None and args.words is not None:
+        parser.error("give --top N or --words A,B,C, not both")
+    if args.neighbours is not None and args.words is None:
+        parser.error("--neighbours K goes with --words")
+    if args.top is not None and args.top > viz.MAX_MAP_WORDS:
+        parser.error(f"argument --top: at most {viz.MAX_MAP_WORDS} words make a readable map, got {args.top} "
+                     f"(sparsemb export --projector explores more)")
+    words = None
+    if args.words is not None:
+        words = [w for w in args.words.split(",") if w]
+        if not words:
+            parser.error(f"argument --words: no words in {args.words!r}")
+    _io_check(args.output, [args.vectors])
+    wv = _load_vectors(args.vectors)
+    counts = wv.expandos.get("count") if _vector_format(args.vectors) == "model" else None
+    chosen, groups = viz.select_words(wv, top=300 if words is None and args.top is None else args.top,
+                                      words=words, counts=counts, source=args.vectors,
+                                      neighbours=10 if args.neighbours is None else args.neighbours)
+    if len(chosen) > viz.MAX_MAP_WORDS:
+        raise ValueError(f"--words with --neighbours {args.neighbours} makes {len(chosen)} words, more than a "
+                         f"readable map holds ({viz.MAX_MAP_WORDS}); ask for fewer")
+    how = "t-SNE" if args.projection == "tsne" else "PCA"
+    result = viz.plot_map(wv, args.output, chosen, groups=groups if words else None, projection=args.projection,
+                          size=args.size, inputs=[args.vectors],
+                          title=f"{os.path.basename(args.vectors)}: {len(chosen)} words, {how} of cosine similarity")
+    labelled = int(result["labelled"].sum())
+    note = "" if labelled == len(chosen) else (f" ({len(chosen) - labelled} left unlabelled for want of room: "
+                                               f"use a larger --size or fewer words)")
+    print(f"wrote a map of {len(chosen)} words to {args.output}{note}")
+
+
+def _io_check(output, inputs):
+    from . import _io
+
+    _io.check_output(output, inputs=inputs)
+
+
+def _export(args, parser):
+    from .word2vec import viz
+
+    wv = _load_vectors(args.vectors)
+    counts = wv.expandos.get("count") if _vector_format(args.vectors) == "model" else None
+    try:
+        paths = viz.export_projector(wv, args.projector, top=args.top, counts=counts, overwrite=args.force,
+                                     inputs=[args.vectors])
+    except FileExistsError as err:
+        raise FileExistsError(f"{err} (--force replaces them)") from None
+    n = len(wv) if args.top is None else min(args.top, len(wv))
+    print(f"wrote {n} vectors of dimension {wv.vector_size} to {paths[0]} and their words"
+          f"{' and counts' if counts is not None else ''} to {paths[1]}: load both at "
+          f"projector.tensorflow.org (Load)")
+
+
+_COMMANDS = {"train": _train, "similar": _similar, "analogy": _analogy, "evaluate": _evaluate, "demo": _demo,
+             "plot": _plot, "export": _export}
 
 
 class _Terminated(Exception):
