@@ -82,17 +82,50 @@ def _check_norm(max_norm, norm_type):
 
 
 def _check_dtype(dtype):
-    dtype = np.dtype(dtype)
+    """float32 (the default, as torch's) or float64; a torch dtype is read by name, without torch."""
+    if dtype is None:
+        return np.dtype(np.float32)
+    if type(dtype).__module__.startswith("torch"):
+        dtype = str(dtype).removeprefix("torch.")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     return dtype
+
+
+def _check_device(device):
+    """None or the CPU (``"cpu"``, ``"cpu:0"``, ``torch.device("cpu")``): tables live in NumPy memory."""
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise ValueError(f"device must be 'cpu' (sparsemb tables live in CPU memory), got {device!r}")
+
+
+def _check_weight(weight, num_embeddings, embedding_dim, dtype):
+    """``_weight`` as torch checks it, and a table the kernels can update in place (no silent copy:
+    the layer shares it, as torch's layer shares its ``_weight``)."""
+    if not isinstance(weight, np.ndarray):
+        raise TypeError(f"_weight must be a numpy array, got {type(weight).__name__}")
+    if weight.shape != (num_embeddings, embedding_dim):
+        raise ValueError(f"_weight has shape {weight.shape}, expected ({num_embeddings}, {embedding_dim}) "
+                         "(num_embeddings, embedding_dim)")
+    if weight.dtype not in (np.float32, np.float64):
+        raise TypeError(f"_weight must be float32 or float64, got dtype {weight.dtype}")
+    if dtype is not None and _check_dtype(dtype) != weight.dtype:
+        raise TypeError(f"_weight has dtype {weight.dtype}, but dtype={_check_dtype(dtype)} was asked for")
+    if not weight.flags.c_contiguous:
+        raise ValueError("_weight must be C-contiguous (the layer updates it in place; "
+                         "pass np.ascontiguousarray(w))")
+    return weight
 
 
 class _Table:
     """What Embedding and EmbeddingBag share: the table, its options, gradient bookkeeping."""
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
-                 scale_grad_by_freq, dtype, seed, _weight, freeze):
+                 scale_grad_by_freq, sparse, _weight, freeze, device, dtype, seed):
+        _check_device(device)
         if int(num_embeddings) < 1 or int(embedding_dim) < 1:
             raise ValueError(
                 f"num_embeddings and embedding_dim must be >= 1, got {num_embeddings}, {embedding_dim}"
@@ -104,6 +137,8 @@ class _Table:
         self.max_norm = None if max_norm is None else float(max_norm)
         self.norm_type = float(norm_type)
         self.scale_grad_by_freq = bool(scale_grad_by_freq)
+        # Gradients here are always row-sparse; ``sparse`` is kept for torch's repr and code.
+        self.sparse = bool(sparse)
         if _weight is None:
             # N(0, 1) like torch.nn.Embedding; the padding row starts at zero.
             rng = np.random.default_rng(seed)
@@ -112,7 +147,7 @@ class _Table:
             if self.padding_idx is not None:
                 self.weight[self.padding_idx] = 0
         else:
-            self.weight = _weight
+            self.weight = _check_weight(_weight, self.num_embeddings, self.embedding_dim, dtype)
         self.requires_grad = not freeze
         self.grad = None
         self._saved = None
@@ -164,6 +199,20 @@ class _Table:
     def _skip(self):
         return -1 if self.padding_idx is None else self.padding_idx
 
+    def _norm_repr(self):
+        """The norm options as torch's repr shows them."""
+        s = ""
+        if self.max_norm is not None:
+            s += f", max_norm={self.max_norm}"
+        if self.norm_type != 2:
+            s += f", norm_type={self.norm_type}"
+        if self.scale_grad_by_freq:
+            s += ", scale_grad_by_freq=True"
+        return s
+
+    def _dtype_repr(self):
+        return "" if self.weight.dtype == np.float32 else f", dtype={self.weight.dtype}"
+
 
 class Embedding(_Table):
     """A lookup table, like ``torch.nn.Embedding`` with ``sparse=True``.
@@ -181,9 +230,19 @@ class Embedding(_Table):
         p of the p-norm for ``max_norm`` (``np.inf`` allowed). Default 2.
     scale_grad_by_freq : bool
         Divide each occurrence's gradient by its id's count in the batch.
-    dtype : float32 or float64
-    seed : int, optional
+    sparse : bool
+        Accepted for torch's code: the gradient here is always row-sparse (:class:`SparseRows`).
+    _weight : ndarray, shape (num_embeddings, embedding_dim), optional
+        A C-contiguous float32/float64 table the layer uses (and updates) in place, as torch's.
+    device : "cpu" or None
+        Anything else raises ValueError: tables live in CPU memory.
+    dtype : float32 (default) or float64
+        NumPy or torch dtype.
+    seed : int, optional, keyword only
         Seed for the N(0, 1) initialisation.
+
+    The positional order is torch's: ``Embedding(num_embeddings, embedding_dim, padding_idx,
+    max_norm, norm_type, scale_grad_by_freq, sparse, _weight, _freeze, device, dtype)``.
 
     Attributes
     ----------
@@ -193,19 +252,20 @@ class Embedding(_Table):
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None,
-                 norm_type=2.0, scale_grad_by_freq=False, dtype=np.float32, seed=None,
-                 _weight=None, _freeze=False):
+                 norm_type=2.0, scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False,
+                 device=None, dtype=None, *, seed=None):
         super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
-                         scale_grad_by_freq, dtype, seed, _weight, _freeze)
+                         scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed)
 
     @classmethod
-    def from_pretrained(cls, weight, freeze=True, padding_idx=None, max_norm=None, norm_type=2.0,
-                        scale_grad_by_freq=False):
-        """An Embedding holding a copy of ``weight`` (its padding row is left as given)."""
-        w = np.array(K.as_table(weight), copy=True, order="C")
-        return cls(w.shape[0], w.shape[1], padding_idx=padding_idx, max_norm=max_norm,
-                   norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, _weight=w,
-                   _freeze=freeze)
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None,
+                        norm_type=2.0, scale_grad_by_freq=False, sparse=False):
+        """An Embedding holding a copy of ``embeddings`` (2-D float32/float64; its padding row is left
+        as given). torch's layer shares the tensor instead; here a later change to ``embeddings``
+        never reaches the layer."""
+        w = np.array(K.as_table(embeddings, "embeddings"), copy=True, order="C")
+        return cls(w.shape[0], w.shape[1], padding_idx, max_norm, norm_type, scale_grad_by_freq,
+                   sparse, w, freeze)
 
     def forward(self, ids) -> np.ndarray:
         """Look up ``ids`` (int array of any shape) -> ``ids.shape + (embedding_dim,)``."""
@@ -234,7 +294,13 @@ class Embedding(_Table):
         return indices, order, starts, _EMPTY_I64, coef, g
 
     def __repr__(self):
-        return f"Embedding({self.num_embeddings}, {self.embedding_dim}, dtype={self.weight.dtype})"
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        if self.padding_idx is not None:
+            s += f", padding_idx={self.padding_idx}"
+        s += self._norm_repr()
+        if self.sparse:
+            s += ", sparse=True"
+        return f"Embedding({s}{self._dtype_repr()})"
 
 
 _MODES = {"sum": B.SUM, "mean": B.MEAN, "max": B.MAX}
@@ -248,33 +314,38 @@ class EmbeddingBag(_Table):
     num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, dtype, seed
         As :class:`Embedding`. Padding ids are left out of sums, maxes and the mean's count.
     mode : {"sum", "mean", "max"}
+    sparse, _weight, device
+        As :class:`Embedding`.
     include_last_offset : bool
         ``offsets`` has one more entry, the end of the last bag (CSR layout). It must equal
         ``len(ids)``: PyTorch silently ignores ids past it, sparsemb raises ValueError.
+
+    The positional order is torch's: ``EmbeddingBag(num_embeddings, embedding_dim, max_norm,
+    norm_type, scale_grad_by_freq, mode, sparse, _weight, include_last_offset, padding_idx, device,
+    dtype)``; ``seed`` is keyword only.
     """
 
     def __init__(self, num_embeddings, embedding_dim, max_norm=None, norm_type=2.0,
-                 scale_grad_by_freq=False, mode="mean", include_last_offset=False,
-                 padding_idx=None, dtype=np.float32, seed=None, _weight=None, _freeze=False):
+                 scale_grad_by_freq=False, mode="mean", sparse=False, _weight=None,
+                 include_last_offset=False, padding_idx=None, device=None, dtype=None, *,
+                 seed=None, _freeze=False):
         if mode not in _MODES:
             raise ValueError(f"mode must be 'sum', 'mean' or 'max', got {mode!r}")
         if scale_grad_by_freq and mode == "max":
             raise ValueError("scale_grad_by_freq is not supported with mode='max'")
         super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
-                         scale_grad_by_freq, dtype, seed, _weight, _freeze)
+                         scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed)
         self.mode = mode
         self.include_last_offset = bool(include_last_offset)
 
     @classmethod
-    def from_pretrained(cls, weight, freeze=True, max_norm=None, norm_type=2.0,
-                        scale_grad_by_freq=False, mode="mean", include_last_offset=False,
-                        padding_idx=None):
-        """An EmbeddingBag holding a copy of ``weight``."""
-        w = np.array(K.as_table(weight), copy=True, order="C")
-        return cls(w.shape[0], w.shape[1], max_norm=max_norm, norm_type=norm_type,
-                   scale_grad_by_freq=scale_grad_by_freq, mode=mode,
-                   include_last_offset=include_last_offset, padding_idx=padding_idx,
-                   _weight=w, _freeze=freeze)
+    def from_pretrained(cls, embeddings, freeze=True, max_norm=None, norm_type=2.0,
+                        scale_grad_by_freq=False, mode="mean", sparse=False,
+                        include_last_offset=False, padding_idx=None):
+        """An EmbeddingBag holding a copy of ``embeddings`` (see :meth:`Embedding.from_pretrained`)."""
+        w = np.array(K.as_table(embeddings, "embeddings"), copy=True, order="C")
+        return cls(w.shape[0], w.shape[1], max_norm, norm_type, scale_grad_by_freq, mode, sparse, w,
+                   include_last_offset, padding_idx, _freeze=freeze)
 
     def _starts(self, idx, offsets):
         if offsets is None:
@@ -359,5 +430,10 @@ class EmbeddingBag(_Table):
         return indices, order, starts_u, src, coef, rows
 
     def __repr__(self):
-        return (f"EmbeddingBag({self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}, "
-                f"dtype={self.weight.dtype})")
+        # torch's repr, then what it leaves out but changes what a call means.
+        s = f"{self.num_embeddings}, {self.embedding_dim}{self._norm_repr()}, mode={self.mode!r}"
+        if self.padding_idx is not None:
+            s += f", padding_idx={self.padding_idx}"
+        if self.include_last_offset:
+            s += ", include_last_offset=True"
+        return f"EmbeddingBag({s}{self._dtype_repr()})"

@@ -250,3 +250,95 @@ def test_layers_do_not_follow_later_changes_to_caller_arrays():
     grad = bag.backward(gb)
     gb[:] = 7
     np.testing.assert_array_equal(grad.to_dense(), [[2, 2], [1, 1], [0, 0], [0, 0]])
+
+
+# --------------------------------------------------------------------------- torch's names (issue 15 §1)
+
+def test_sparse_is_accepted_everywhere_and_changes_nothing():
+    w = np.arange(12, dtype=np.float32).reshape(4, 3)
+    for layer in (sm.Embedding(4, 3, sparse=True, _weight=w.copy()),
+                  sm.Embedding.from_pretrained(w, sparse=True, freeze=False),
+                  sm.EmbeddingBag(4, 3, sparse=True, _weight=w.copy()),
+                  sm.EmbeddingBag.from_pretrained(w, sparse=True, freeze=False)):
+        assert layer.sparse is True
+        out = layer(np.array([[0, 2, 2]]))
+        assert isinstance(layer.backward(np.ones_like(out)), sm.SparseRows)
+
+
+def test_positional_order_is_torchs():
+    # torch.nn.EmbeddingBag(n, d, max_norm, norm_type, scale_grad_by_freq, mode, sparse, _weight,
+    # include_last_offset, padding_idx): a 7th positional True is sparse, not include_last_offset.
+    w = np.ones((6, 2), np.float32)
+    bag = sm.EmbeddingBag(6, 2, 1.5, 1.0, True, "sum", True, w, False, 3)
+    assert (bag.max_norm, bag.norm_type, bag.scale_grad_by_freq, bag.mode, bag.sparse,
+            bag.include_last_offset, bag.padding_idx) == (1.5, 1.0, True, "sum", True, False, 3)
+    assert bag.weight is w
+    emb = sm.Embedding(6, 2, 1, 2.5, 3.0, True, True, w)
+    assert (emb.padding_idx, emb.max_norm, emb.norm_type, emb.scale_grad_by_freq, emb.sparse) == \
+        (1, 2.5, 3.0, True, True)
+    assert emb.weight is w
+    with pytest.raises(TypeError):
+        sm.Embedding(6, 2, None, None, 2.0, False, False, None, False, None, None, 0)  # seed: keyword
+
+
+def test_from_pretrained_takes_torchs_keyword():
+    w = np.eye(3, dtype=np.float32)
+    assert np.array_equal(sm.Embedding.from_pretrained(embeddings=w).weight, w)
+    assert np.array_equal(sm.EmbeddingBag.from_pretrained(embeddings=w, mode="sum").weight, w)
+
+
+@pytest.mark.parametrize("weight,exc,match", [
+    (np.zeros((5, 3), np.float32), ValueError, r"_weight has shape \(5, 3\), expected \(10, 4\)"),
+    (np.zeros((10, 4)).tolist(), TypeError, "_weight must be a numpy array, got list"),
+    (np.zeros((10, 4), np.int64), TypeError, "_weight must be float32 or float64, got dtype int64"),
+    (np.zeros((4, 10), np.float32).T, ValueError, "C-contiguous"),
+])
+def test_weight_is_checked(weight, exc, match):
+    for cls in (sm.Embedding, sm.EmbeddingBag):
+        with pytest.raises(exc, match=match):
+            cls(10, 4, _weight=weight)
+
+
+def test_weight_is_shared_and_dtype_must_agree():
+    w = np.zeros((10, 4))
+    emb = sm.Embedding(10, 4, _weight=w)
+    assert emb.weight is w and emb.weight.dtype == np.float64
+    with pytest.raises(TypeError, match="dtype=float32"):
+        sm.Embedding(10, 4, _weight=w, dtype=np.float32)
+
+
+def test_device_and_dtype():
+    assert sm.Embedding(3, 2, device="cpu").weight.dtype == np.float32
+    assert sm.EmbeddingBag(3, 2, device="cpu:0", dtype="float64").weight.dtype == np.float64
+    with pytest.raises(ValueError, match="device must be 'cpu'.*'cuda:0'"):
+        sm.Embedding(3, 2, device="cuda:0")
+    with pytest.raises(TypeError, match="float32 or float64, got float16"):
+        sm.EmbeddingBag(3, 2, dtype=np.float16)
+
+
+def test_repr_is_torchs():
+    assert repr(sm.Embedding(10, 3)) == "Embedding(10, 3)"
+    assert repr(sm.Embedding(10, 3, padding_idx=0, max_norm=1.0, norm_type=3.0,
+                             scale_grad_by_freq=True, sparse=True)) == \
+        "Embedding(10, 3, padding_idx=0, max_norm=1.0, norm_type=3.0, scale_grad_by_freq=True, sparse=True)"
+    assert repr(sm.EmbeddingBag(10, 3)) == "EmbeddingBag(10, 3, mode='mean')"
+    assert repr(sm.EmbeddingBag(10, 3, padding_idx=0, max_norm=1.0, mode="sum", sparse=True)) == \
+        "EmbeddingBag(10, 3, max_norm=1.0, mode='sum', padding_idx=0)"
+    assert repr(sm.EmbeddingBag(10, 3, include_last_offset=True, dtype=np.float64)) == \
+        "EmbeddingBag(10, 3, mode='mean', include_last_offset=True, dtype=float64)"
+
+
+def test_names_and_reprs_match_torch_live():
+    torch = pytest.importorskip("torch")
+    import inspect
+    for name in ("Embedding", "EmbeddingBag"):
+        ours, theirs = getattr(sm, name), getattr(torch.nn, name)
+        names = list(inspect.signature(theirs.__init__).parameters)
+        assert list(inspect.signature(ours.__init__).parameters)[:len(names)] == names
+        assert list(inspect.signature(ours.from_pretrained).parameters) == \
+            list(inspect.signature(theirs.from_pretrained).parameters)
+    kw = dict(padding_idx=1, max_norm=1.0, norm_type=3.0, scale_grad_by_freq=True, sparse=True)
+    assert repr(sm.Embedding(10, 3, **kw)) == repr(torch.nn.Embedding(10, 3, **kw))
+    assert repr(sm.EmbeddingBag(10, 3, mode="sum", **kw)) == \
+        repr(torch.nn.EmbeddingBag(10, 3, mode="sum", **kw))
+    assert sm.Embedding(3, 2, dtype=torch.float64, device=torch.device("cpu")).weight.dtype == np.float64
