@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sparsemb.kernels.word2vec import draw_negatives, first_invalid_utf8
+from sparsemb.kernels.tokenizer import first_invalid_utf8
+from sparsemb.kernels.word2vec import draw_negatives
 from sparsemb.word2vec import Word2Vec
 from sparsemb.word2vec import corpus as C
 from sparsemb.word2vec.model import VocabularyError

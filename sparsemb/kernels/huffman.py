@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._config import jit
+from .word2vec import MAX_EXP, TABLE_SCALE
 
 
 class HuffmanTree(NamedTuple):
@@ -126,7 +127,7 @@ def huffman_tree(counts) -> HuffmanTree:
 
 
 @jit(inline="always", fastmath=True)
-def _path_logprob(h, hrow, tree, word, syn1, logsig, max_exp, scale):
+def _path_logprob(h, hrow, tree, word, syn1, logsig):
     """gensim's ``score_pair_*_hs``: sum over the word's path of ``log sigmoid(±h·syn1[point])``, with
     the terms whose score lies outside the table left out, as gensim leaves them out."""
     codes, points, offsets = tree
@@ -138,13 +139,13 @@ def _path_logprob(h, hrow, tree, word, syn1, logsig, max_exp, scale):
             f += h[hrow, d] * syn1[p, d]
         if codes[b]:
             f = -f
-        if -max_exp < f < max_exp:
-            total += logsig[int((f + max_exp) * scale)]
+        if -MAX_EXP < f < MAX_EXP:
+            total += logsig[int((f + MAX_EXP) * TABLE_SCALE)]
     return total
 
 
 @jit(fastmath=True)
-def score_sentences(ids, starts, syn0, syn1, tree, window, sg, cbow_mean, logsig, max_exp):
+def score_sentences(ids, starts, syn0, syn1, tree, window, sg, cbow_mean, logsig):
     """Log-probability of each sentence under hierarchical softmax, as gensim's ``score`` computes it.
 
     Parameters
@@ -157,18 +158,12 @@ def score_sentences(ids, starts, syn0, syn1, tree, window, sg, cbow_mean, logsig
         Full window, not shrunk.
     sg, cbow_mean : bool
     logsig : ndarray of float32
-        The log-sigmoid table.
-    max_exp : float
-        Its range, [-max_exp, max_exp).
+        The log-sigmoid table (:func:`sparsemb.kernels.word2vec.sigmoid_tables`).
 
     Returns
     -------
     ndarray of float32, shape (n_sentences,)
     """
-    # word2vec C and gensim index their tables with EXP_TABLE_SIZE / MAX_EXP / 2 in integer arithmetic
-    # (1000 / 6 / 2 = 83, not 83.3): the same index, so the same score.
-    scale = np.float32((logsig.shape[0] // int(max_exp)) // 2)
-    max_exp = np.float32(max_exp)
     n_sent = starts.shape[0] - 1
     out = np.zeros(n_sent, dtype=np.float32)
     h = np.empty((1, syn0.shape[1]), dtype=np.float32)
@@ -184,7 +179,7 @@ def score_sentences(ids, starts, syn0, syn1, tree, window, sg, cbow_mean, logsig
             if sg:
                 for j in range(j0, j1):
                     if j != i and offsets[ids[j] + 1] > offsets[ids[j]]:
-                        total += _path_logprob(syn0, ids[j], tree, word, syn1, logsig, max_exp, scale)
+                        total += _path_logprob(syn0, ids[j], tree, word, syn1, logsig)
             else:
                 h[0, :] = 0.0
                 count = 0
@@ -194,6 +189,6 @@ def score_sentences(ids, starts, syn0, syn1, tree, window, sg, cbow_mean, logsig
                         count += 1
                 if cbow_mean and count:
                     h[0, :] *= np.float32(1.0) / np.float32(count)
-                total += _path_logprob(h, 0, tree, word, syn1, logsig, max_exp, scale)
+                total += _path_logprob(h, 0, tree, word, syn1, logsig)
         out[s] = total
     return out

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels import word2vec as _k
+from ..kernels import tokenizer as _tok
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class WordTable:
         np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=table.word_off[1:len(encoded) + 1])
         table.arena[: table.word_off[len(encoded)]] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         table.n_words = len(encoded)
-        _k.insert_words(table.arena, table.word_off, table.n_words, table.slots)
+        _tok.insert_words(table.arena, table.word_off, table.n_words, table.slots)
         return table
 
     def reserve(self, words, nbytes):
@@ -281,7 +281,7 @@ class WordTable:
             self.word_off = np.resize(self.word_off, cap + 1)
         if 2 * need > self.slots.shape[0]:
             self.slots = np.full(1 << (2 * need - 1).bit_length(), -1, dtype=np.int64)
-            _k.insert_words(self.arena, self.word_off, self.n_words, self.slots)
+            _tok.insert_words(self.arena, self.word_off, self.n_words, self.slots)
         used = int(self.word_off[self.n_words])
         if used + nbytes > self.arena.shape[0]:
             self.arena = np.resize(self.arena, max(used + nbytes, 2 * self.arena.shape[0]))
@@ -290,7 +290,7 @@ class WordTable:
         """Add ``other``'s words and counts; its new words get the next ids, in ``other``'s order."""
         state = np.array([0, self.n_words], dtype=np.int64)
         nbytes = int(other.word_off[other.n_words])
-        while _k.merge_counts(other.arena, other.word_off, other.counts[: other.n_words], state,
+        while _tok.merge_counts(other.arena, other.word_off, other.counts[: other.n_words], state,
                               *self.kernel_args(), self.counts):
             self.n_words = int(state[1])
             self.reserve(max(self.n_words, other.n_words), nbytes)
@@ -327,7 +327,7 @@ def read_blocks(path, lo=0, hi=None, block_bytes=_SCAN_BYTES, warn=True, invalid
             raw = len(block)
             # Checked in place: decoding a block to check it built a string of up to four times its
             # size, and those varying large allocations left training's peak memory ~10 MiB higher.
-            bad = -1 if block.isascii() else _k.first_invalid_utf8(np.frombuffer(block, dtype=np.uint8))
+            bad = -1 if block.isascii() else _tok.first_invalid_utf8(np.frombuffer(block, dtype=np.uint8))
             if bad >= 0:
                 if invalid is not None and not invalid:
                     invalid.append(offset + bad)
@@ -348,7 +348,7 @@ def _count_range(path, lo, hi, invalid):
         table.reserve(0, block.shape[0])
         # The table is kept small (it is probed once per token, so it should stay in cache) and grown
         # when the kernel says it is full.
-        while _k.count_block(block, state, *table.kernel_args(), table.counts):
+        while _tok.count_block(block, state, *table.kernel_args(), table.counts):
             table.n_words = int(state[1])
             table.reserve(max(table.n_words, 1024), block.shape[0])
         table.n_words = int(state[1])
@@ -437,6 +437,6 @@ def encode_file(path, table, lo=0, hi=None, warn=True):
     for block in read_blocks(path, lo, hi, warn=warn):
         pos = 0
         while pos < block.shape[0]:
-            pos, n_ids, n_sent = _k.encode_block(block, pos, *table.kernel_args(), ids, starts)
+            pos, n_ids, n_sent = _tok.encode_block(block, pos, *table.kernel_args(), ids, starts)
             if n_sent:
                 yield ids[:n_ids], starts[: n_sent + 1]

@@ -798,13 +798,20 @@ class Word2Vec:
         return np.float32(max(self.alpha - (self.alpha - self.min_alpha) * p, self.min_alpha))
 
     def _tables(self):
-        if self.hs or not self.shrink_windows:
-            raise NotImplementedError("hierarchical softmax and shrink_windows=False need the kernel that "
-                                      "comes with them")
-        neg_prob, neg_alias = self.vocab.noise_table(self.ns_exponent)
+        """The kernel's bundles for this run: (Tables, Sampling, Config)."""
+        # Empty arrays of the same dtypes stand for what the run does not use: one compiled signature.
+        neg_prob, neg_alias = (self.vocab.noise_table(self.ns_exponent) if self.negative
+                               else (np.zeros(0, np.int64), np.zeros(0, np.int32)))
+        codes, points, offsets = self.vocab.tree if self.hs else (np.zeros(0, np.uint8), np.zeros(0, np.int32),
+                                                                   np.zeros(len(self.vocab) + 1, np.int64))
         sigmoid, logsig = _k.sigmoid_tables(np.float32)
-        return dict(keep=self.vocab.keep_thresholds(self.sample), neg_prob=neg_prob, neg_alias=neg_alias,
-                    sigmoid=sigmoid, logsig=logsig)
+        tables = _k.Tables(self.wv.vectors, self.syn1neg, self.syn1, self.accum0, self.accum1)
+        sampling = _k.Sampling(self.vocab.keep_thresholds(self.sample), neg_prob, neg_alias, codes, points, offsets,
+                               sigmoid, logsig)
+        config = _k.Config(self.window, self.negative, bool(self.hs), bool(self.sg), self.shared_negatives,
+                           bool(self.cbow_mean), self.optimizer == "adagrad", self.shrink_windows,
+                           np.float32(self.adagrad_eps))
+        return tables, sampling, config
 
     def _epoch(self, feed, epoch, tables, bar, label):
         """One epoch over ``feed``; returns an :class:`_EpochResult`.
@@ -885,11 +892,8 @@ class Word2Vec:
         return _EpochResult(int(tokens), float(loss), int(examples), int(kept), int(raw))
 
     def _call_kernel(self, job, tables, state):
-        return _k.train_stretch(job.ids, job.starts, job.lo, job.hi, self.wv.vectors, self.syn1neg, self.accum0,
-                                self.accum1, tables["keep"], tables["neg_prob"], tables["neg_alias"],
-                                tables["sigmoid"], tables["logsig"], self.window, self.negative, bool(self.sg),
-                                self.shared_negatives, bool(self.cbow_mean), self.optimizer == "adagrad",
-                                job.alpha0, job.alpha1, job.done, job.total, np.float32(self.adagrad_eps), state)
+        span = _k.Span(job.ids, job.starts, job.lo, job.hi, job.alpha0, job.alpha1, job.done, job.total)
+        return _k.train_stretch(*tables, span, state)
 
     def get_latest_training_loss(self) -> float:
         """gensim's running loss: the summed loss (``-log sigmoid`` of the true word and of each noise
@@ -953,7 +957,7 @@ class Word2Vec:
         encoded = _corpus.encode(head, self.wv.key_to_index)
         _, logsig = _k.sigmoid_tables(np.float32)
         return score_sentences(encoded.ids, encoded.starts, self.wv.vectors, self.syn1, self.vocab.tree,
-                               self.window, bool(self.sg), bool(self.cbow_mean), logsig, _k.MAX_EXP)
+                               self.window, bool(self.sg), bool(self.cbow_mean), logsig)
 
     # -- model files ----------------------------------------------------------------------------
     def save(self, path, separately=None, sep_limit=None, ignore=frozenset(), pickle_protocol=None):

@@ -1,0 +1,291 @@
+"""Corpus files to word ids without Python strings: the compiled tokenizer and word table.
+
+Words are kept as UTF-8 bytes in an open-addressing hash table: ``slots`` (a power of two, -1 when
+empty) holds word ids and hash tags (:func:`_slot`); word ``w`` is ``arena[word_off[w]:word_off[w + 1]]``.
+Tokens are what ``str.split()`` gives on the decoded text (Unicode whitespace included); lines end at
+``\n`` only, and a line of more than MAX_SENTENCE_LENGTH tokens makes several sentences, as gensim's
+LineSentence does. Callers pass valid UTF-8 (invalid bytes already replaced).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._config import jit
+from .._limits import MAX_SENTENCE_LENGTH
+
+_LOW32 = np.int64((1 << 32) - 1)
+_FNV_OFFSET = np.uint64(14695981039346656037)
+_FNV_PRIME = np.uint64(1099511628211)
+_SHIFT33 = np.uint64(33)
+_HIGH32 = np.int64(0x7FFFFFFF00000000)
+
+
+@jit()
+def first_invalid_utf8(data):
+    """Offset of the first byte of the first ill-formed sequence in ``data`` (uint8), or -1.
+
+    The same offset as ``UnicodeDecodeError.start`` from ``bytes.decode("utf-8")`` (overlong forms,
+    surrogates, code points above U+10FFFF and cut-off sequences are ill-formed), without building
+    the decoded string.
+    """
+    n = data.shape[0]
+    i = 0
+    while i < n:
+        c = data[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            size, lo, hi = 2, 0x80, 0xBF
+        elif 0xE0 <= c <= 0xEF:
+            size = 3
+            lo = 0xA0 if c == 0xE0 else 0x80
+            hi = 0x9F if c == 0xED else 0xBF
+        elif 0xF0 <= c <= 0xF4:
+            size = 4
+            lo = 0x90 if c == 0xF0 else 0x80
+            hi = 0x8F if c == 0xF4 else 0xBF
+        else:
+            return i
+        if i + 1 >= n or not lo <= data[i + 1] <= hi:  # the second byte has the narrow range
+            return i
+        for k in range(i + 2, i + size):
+            if k >= n or not 0x80 <= data[k] <= 0xBF:
+                return i
+        i += size
+    return -1
+
+
+#: Byte classes for the tokenizer: 0 part of a token, 1 ASCII whitespace, 2 newline, 3 first byte of a
+#: multi-byte character that may be whitespace.
+_CLASS = np.zeros(256, dtype=np.uint8)
+_CLASS[[9, 11, 12, 13, 28, 29, 30, 31, 32]] = 1
+_CLASS[10] = 2
+_CLASS[[0xC2, 0xE1, 0xE2, 0xE3]] = 3
+
+
+@jit(inline="always")
+def _wide_space(data, i):
+    """Byte length of the multi-byte whitespace character at ``data[i]`` (0 if it is not one)."""
+    c = data[i]
+    end = data.shape[0]
+    if c == 0xC2:  # U+0085, U+00A0
+        return 2 if i + 1 < end and (data[i + 1] == 0x85 or data[i + 1] == 0xA0) else 0
+    if i + 2 >= end:
+        return 0
+    c1 = data[i + 1]
+    c2 = data[i + 2]
+    if c == 0xE1:  # U+1680
+        return 3 if c1 == 0x9A and c2 == 0x80 else 0
+    if c == 0xE2:  # U+2000..U+200A, U+2028, U+2029, U+202F, U+205F
+        if c1 == 0x80 and (c2 <= 0x8A or c2 == 0xA8 or c2 == 0xA9 or c2 == 0xAF):
+            return 3
+        return 3 if c1 == 0x81 and c2 == 0x9F else 0
+    return 3 if c1 == 0x80 and c2 == 0x80 else 0  # U+3000 (c is 0xE3)
+
+
+@jit(inline="always")
+def _space(data, i):
+    """Byte length of the whitespace character (not newline) at ``data[i]``; 0 if none."""
+    k = _CLASS[data[i]]
+    if k == 0 or k == 2:
+        return 0
+    return 1 if k == 1 else _wide_space(data, i)
+
+
+@jit(inline="always")
+def _token_end(data, i):
+    """End of the token starting at ``data[i]`` and its FNV-1a hash."""
+    h = _FNV_OFFSET
+    end = data.shape[0]
+    while i < end:
+        k = _CLASS[data[i]]
+        if k != 0 and (k != 3 or _wide_space(data, i) > 0):
+            break
+        h = (h ^ np.uint64(data[i])) * _FNV_PRIME
+        i += 1
+    return i, h
+
+
+@jit(inline="always")
+def _slot(data, lo, hi, h, slots, word_off, arena):
+    """Slot of the word ``data[lo:hi]`` (hash ``h``): where it is, or the empty slot where it would go.
+
+    A slot holds ``(high 31 bits of the hash) << 32 | word id`` (never negative, -1 is empty), so most
+    mismatches are rejected without touching the word's bytes.
+    """
+    mask = slots.shape[0] - 1
+    tag = np.int64(h >> _SHIFT33) << 32
+    s = np.int64(h & np.uint64(mask))
+    while True:
+        v = slots[s]
+        if v < 0:
+            return s
+        if (v & _HIGH32) == tag:
+            w = v & _LOW32
+            a = word_off[w]
+            if word_off[w + 1] - a == hi - lo:
+                same = True
+                for k in range(hi - lo):
+                    if arena[a + k] != data[lo + k]:
+                        same = False
+                        break
+                if same:
+                    return s
+        s = (s + 1) & mask
+
+
+@jit(inline="always")
+def _hash(data, lo, hi):
+    """FNV-1a hash of the word ``data[lo:hi]`` (as :func:`_token_end` computes it while scanning)."""
+    h = _FNV_OFFSET
+    for k in range(lo, hi):
+        h = (h ^ np.uint64(data[k])) * _FNV_PRIME
+    return h
+
+
+@jit(inline="always")
+def _slot_value(h, w):
+    return (np.int64(h >> _SHIFT33) << 32) | w
+
+
+@jit()
+def insert_words(arena, word_off, n_words, slots):
+    """Put words ``0..n_words-1`` (``arena[word_off[w]:word_off[w + 1]]``, distinct) in empty ``slots``.
+
+    Also the way a table is rehashed into a bigger ``slots``.
+    """
+    for w in range(n_words):
+        lo = word_off[w]
+        hi = word_off[w + 1]
+        h = _hash(arena, lo, hi)
+        slots[_slot(arena, lo, hi, h, slots, word_off, arena)] = _slot_value(h, w)
+
+
+@jit(inline="always")
+def _add_word(data, lo, hi, h, slot, n_words, slots, word_off, arena, counts):
+    """Put the new word ``data[lo:hi]`` (hash ``h``, empty ``slot``) in the table as id ``n_words`` with
+    count 0; return its id, or -1 if the table is full."""
+    used = word_off[n_words]
+    if n_words + 1 >= counts.shape[0] or 2 * (n_words + 1) > slots.shape[0] or used + (hi - lo) > arena.shape[0]:
+        return -1
+    # A loop, not ``arena[used:used + n] = data[lo:hi]``: the slice assignment's shape check drags in
+    # Numba's error-message formatting, 1.8 s of a first run's compiling.
+    for k in range(hi - lo):
+        arena[used + k] = data[lo + k]
+    word_off[n_words + 1] = used + (hi - lo)
+    counts[n_words] = 0
+    slots[slot] = _slot_value(h, n_words)
+    return n_words
+
+
+@jit()
+def merge_counts(src_arena, src_off, src_counts, state, slots, word_off, arena, counts):
+    """Add the words ``state[0]:`` of another table, with their counts, to this one (new words in the
+    other table's order). ``state`` (int64, updated) is [next word of the other table, words here].
+
+    Returns 0 when done, or 1 when this table is full: grow it and call again.
+    """
+    n_words = state[1]
+    for w2 in range(state[0], src_counts.shape[0]):
+        lo = src_off[w2]
+        hi = src_off[w2 + 1]
+        h = _hash(src_arena, lo, hi)
+        slot = _slot(src_arena, lo, hi, h, slots, word_off, arena)
+        if slots[slot] >= 0:
+            w = slots[slot] & _LOW32
+        else:
+            w = _add_word(src_arena, lo, hi, h, slot, n_words, slots, word_off, arena, counts)
+            if w < 0:
+                state[0], state[1] = w2, n_words
+                return 1
+            n_words += 1
+        counts[w] += src_counts[w2]
+    state[0], state[1] = src_counts.shape[0], n_words
+    return 0
+
+
+@jit()
+def count_block(data, state, slots, word_off, arena, counts):
+    """Count the words of ``data[state[0]:]``, adding new words to the table.
+
+    ``state`` (int64, updated) is [position, words, tokens, sentences, tokens so far in the line].
+    Returns 0 when the block is done, or 1 when the table, word arrays or arena are full: grow them and
+    call again (``state[0]`` is where to resume).
+    """
+    i, n_words, n_tok, n_sent, line_tok = state[0], state[1], state[2], state[3], state[4]
+    end = data.shape[0]
+    status = 0
+    while i < end:
+        if data[i] == 10:
+            line_tok = 0
+            i += 1
+            continue
+        s = _space(data, i)
+        if s > 0:
+            i += s
+            continue
+        j, h = _token_end(data, i)
+        slot = _slot(data, i, j, h, slots, word_off, arena)
+        if slots[slot] >= 0:
+            w = slots[slot] & _LOW32
+        else:
+            w = _add_word(data, i, j, h, slot, n_words, slots, word_off, arena, counts)
+            if w < 0:
+                status = 1
+                break
+            n_words += 1
+        counts[w] += 1
+        if line_tok % MAX_SENTENCE_LENGTH == 0:
+            n_sent += 1
+        line_tok += 1
+        n_tok += 1
+        i = j
+    state[0], state[1], state[2], state[3], state[4] = i, n_words, n_tok, n_sent, line_tok
+    return status
+
+
+@jit()
+def encode_block(data, pos, slots, word_off, arena, ids, starts):
+    """Sentences of ``data[pos:]`` as ids of the words in the table (other words are left out).
+
+    Stops early, at a sentence boundary, when ``ids`` (at least MAX_SENTENCE_LENGTH long) or ``starts`` could
+    overflow; call again from the returned position.
+
+    Returns
+    -------
+    pos : int
+        Where the next call starts (``data.shape[0]`` when done).
+    n_ids : int
+        ``ids[:n_ids]`` are the ids.
+    n_sent : int
+        Sentence ``s`` is ``ids[starts[s]:starts[s + 1]]``.
+    """
+    i = pos
+    end = data.shape[0]
+    n = 0
+    n_sent = 0
+    line_tok = 0
+    while i < end:
+        if data[i] == 10:
+            line_tok = 0
+            i += 1
+            continue
+        s = _space(data, i)
+        if s > 0:
+            i += s
+            continue
+        if line_tok % MAX_SENTENCE_LENGTH == 0:
+            if n + MAX_SENTENCE_LENGTH > ids.shape[0] or n_sent + 2 > starts.shape[0]:
+                break
+            starts[n_sent] = n
+            n_sent += 1
+        j, h = _token_end(data, i)
+        v = slots[_slot(data, i, j, h, slots, word_off, arena)]
+        if v >= 0:
+            ids[n] = v & _LOW32
+            n += 1
+        line_tok += 1
+        i = j
+    starts[n_sent] = n
+    return i, n, n_sent
