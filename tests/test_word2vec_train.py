@@ -269,3 +269,34 @@ def test_tables_too_large_for_memory_are_refused_before_allocating(monkeypatch):
     monkeypatch.setattr(model_module, "_available_memory", lambda: 1 << 20)
     with pytest.raises(MemoryError, match="GiB"):
         Word2Vec([["a", "b"]] * 10, vector_size=100_000, min_count=1, quiet=True)
+
+
+# -- issue 11: gensim's training options ------------------------------------------------------------
+
+@pytest.mark.parametrize("sg", [0, 1])
+def test_locked_rows_do_not_move_and_others_do(demo_corpus, sg):
+    model = Word2Vec(vector_size=8, min_count=1, sg=sg, hs=1, negative=3, workers=1, quiet=True)
+    model.build_vocab(corpus_file=demo_corpus)
+    model.wv.vectors_lockf = np.ones(len(model.wv), dtype=np.float32)
+    model.wv.vectors_lockf[0] = 0.0
+    before = model.wv.vectors.copy()
+    model.train(corpus_file=demo_corpus, total_examples=model.corpus_count, epochs=1)
+    assert np.array_equal(model.wv.vectors[0], before[0])
+    assert not np.array_equal(model.wv.vectors[1], before[1])
+
+
+def test_a_small_iterable_trains_alike_on_any_number_of_threads():
+    sentences = [["a", "b", "c", "d", "a", "c"], ["b", "d", "a"]] * 20
+    runs = [Word2Vec(sentences, vector_size=6, min_count=1, workers=w, sg=1, seed=3, quiet=True) for w in (2, 2, 3)]
+    assert all(np.array_equal(runs[0].wv.vectors, r.wv.vectors) for r in runs[1:])
+
+
+@pytest.mark.parametrize("kwargs", [{"hs": 1, "negative": 0}, {"hs": 1, "negative": 0, "sg": 1},
+                                    {"hs": 1, "negative": 4, "sg": 1}, {"shrink_windows": False}])
+def test_hierarchical_softmax_and_fixed_windows_learn_and_reproduce(demo_corpus, kwargs):
+    a = _train(demo_corpus, epochs=3, **kwargs)
+    b = _train(demo_corpus, epochs=3, **kwargs)
+    assert np.array_equal(a.wv.vectors, b.wv.vectors) and a.epoch_losses == b.epoch_losses
+    assert a.epoch_losses[-1] < 0.9 * a.epoch_losses[0]
+    assert (a.syn1.shape[0] > 0) == bool(a.hs) and (a.syn1neg.shape[0] > 0) == bool(a.negative)
+    assert not np.array_equal(a.wv.vectors, _train(demo_corpus, epochs=3).wv.vectors)

@@ -160,6 +160,9 @@ class Tables(NamedTuple):
         Output vectors of the tree's inner nodes.
     acc0, acc1 : ndarray of float32, shape (V, dim), or (0, dim) without Adagrad
         Adagrad accumulators of ``syn0`` and ``syn1neg``.
+    lockf : ndarray of float32, shape (V,) or (1,)
+        gensim's ``vectors_lockf``: each step to an input vector is scaled by its row's factor (0 locks
+        the row); one value stands for every row.
     """
 
     syn0: np.ndarray
@@ -167,6 +170,7 @@ class Tables(NamedTuple):
     syn1: np.ndarray
     acc0: np.ndarray
     acc1: np.ndarray
+    lockf: np.ndarray
 
 
 class Sampling(NamedTuple):
@@ -380,6 +384,12 @@ def _apply_step(table, acc, row, step, srow, scale, alpha, cfg, scratch):
             table[row, d] += step[srow, d] * scale
 
 
+@jit(inline="always")
+def _lock(t, row):
+    """The factor of steps to input row ``row`` (gensim's ``vectors_lockf``)."""
+    return t.lockf[row] if t.lockf.shape[0] > 1 else t.lockf[0]
+
+
 @jit(inline="always", fastmath=True)
 def _sg_center(n, i, b, t, smp, cfg, alpha, scr, state):
     """Skip-gram around position ``i``: each context word's input vector predicts the centre word
@@ -388,7 +398,6 @@ def _sg_center(n, i, b, t, smp, cfg, alpha, scr, state):
     loss = 0.0
     pairs = 0
     nt = 0
-    one = np.float32(1.0)
     for j in range(max(0, i - cfg.window + b), min(n, i + cfg.window + 1 - b)):
         if j == i:
             continue
@@ -396,7 +405,7 @@ def _sg_center(n, i, b, t, smp, cfg, alpha, scr, state):
         if cfg.negative:
             nt, state = _draw_targets(sent[i], rows[1], cfg.negative, smp, t.syn1neg, state)
         loss += _output_layers(t.syn0, ctx, sent[i], rows[1], nt, t, alpha, cfg, smp, work)
-        _apply_step(t.syn0, t.acc0, ctx, work, 1, one, alpha, cfg, work[2])
+        _apply_step(t.syn0, t.acc0, ctx, work, 1, _lock(t, ctx), alpha, cfg, work[2])
         pairs += 1
     return loss, pairs, state
 
@@ -470,7 +479,7 @@ def _sg_center_shared(n, i, b, t, smp, cfg, alpha, scr, state):
         _mix(work, 1, coef[:, k], syn0, rows[0], nc)
         _apply_step(syn1, t.acc1, rows[1, k], work, 1, one, alpha, cfg, work[2])
     for c in range(nc):
-        _apply_step(syn0, t.acc0, rows[0, c], steps, c, one, alpha, cfg, work[2])
+        _apply_step(syn0, t.acc0, rows[0, c], steps, c, _lock(t, rows[0, c]), alpha, cfg, work[2])
     return loss, nc, state
 
 
@@ -502,7 +511,7 @@ def _cbow_center(n, i, b, t, smp, cfg, alpha, scr, state):
     # gensim's choice: with a summed context the error is shared out, with a mean it is not.
     scale = np.float32(1.0) if cfg.cbow_mean else inv
     for c in range(count):
-        _apply_step(syn0, t.acc0, rows[0, c], work, 1, scale, alpha, cfg, work[2])
+        _apply_step(syn0, t.acc0, rows[0, c], work, 1, scale * _lock(t, rows[0, c]), alpha, cfg, work[2])
     return loss, 1, state
 
 

@@ -78,6 +78,9 @@ class _Job(NamedTuple):
     total: int
     tokens: int
     raw: int = 0
+    #: The generator state to start from, when the job's (not its thread's): a job of a queue may run on
+    #: any thread, and its numbers must not depend on which.
+    state: Optional[np.uint64] = None
 
 
 class _Feed(NamedTuple):
@@ -757,21 +760,37 @@ class Word2Vec:
 
     def _iterable_feed(self, key, stream, corpus, total_examples, total_words):
         """Batches of the iterable, read again every epoch by one producer thread and shared by all
-        workers through a queue; the schedule follows sentences or raw words read (gensim's)."""
+        workers through a queue.
+
+        The schedule: over the vocabulary's tokens when the iterable is the one the vocabulary was
+        counted from (exactly as a file's, so a list and its file train alike), else over the sentences
+        or raw words read against ``total_examples`` / ``total_words`` (gensim's). With several workers a
+        batch brings its own generator state, so its numbers do not depend on the thread that takes it.
+        """
         known = _same_source(key, self._vocab_source) if self._vocab_source else False
         jobs = queue.Queue(maxsize=2 * self.workers)
         by_examples = bool(total_examples)
-        expected = total_examples if by_examples else total_words
+        expected = self.vocab.total if known else (total_examples if by_examples else total_words)
 
         def produce(epoch, stop):
+            span = self._alphas(epoch, 0.0), self._alphas(epoch, 1.0)
             done = 0
-            for batch, raw, n_sent in _corpus.encode_batches(_corpus.iterable_sentences(corpus),
-                                                             self.vocab.key_to_index, PIECE_TOKENS):
-                after = done + (n_sent if by_examples else raw)
-                job = _Job(batch.ids, batch.starts, 0, batch.n_sentences,
-                           self._alphas(epoch, done / expected), self._alphas(epoch, after / expected), 0,
-                           batch.n_tokens, batch.n_tokens, raw)
-                done = after
+            batches = _corpus.encode_batches(_corpus.iterable_sentences(corpus), self.vocab.key_to_index,
+                                             PIECE_TOKENS)
+            for number, (batch, raw, n_sent) in enumerate(batches):
+                state = None
+                if self.workers > 1:
+                    # A tuple of ints hashes the same in every process (PYTHONHASHSEED salts str only).
+                    state = _seed_states(hash((self.seed, self.train_count, epoch, number)) & (2**63 - 1), 1)[0]
+                if known:
+                    job = _Job(batch.ids, batch.starts, 0, batch.n_sentences, span[0], span[1], done, expected,
+                               batch.n_tokens, raw, state)
+                    done += batch.n_tokens
+                else:
+                    after = done + (n_sent if by_examples else raw)
+                    job = _Job(batch.ids, batch.starts, 0, batch.n_sentences, self._alphas(epoch, done / expected),
+                               self._alphas(epoch, after / expected), 0, batch.n_tokens, batch.n_tokens, raw, state)
+                    done = after
                 while not stop.is_set():
                     try:
                         jobs.put(job, timeout=0.1)
@@ -805,7 +824,11 @@ class Word2Vec:
         codes, points, offsets = self.vocab.tree if self.hs else (np.zeros(0, np.uint8), np.zeros(0, np.int32),
                                                                    np.zeros(len(self.vocab) + 1, np.int64))
         sigmoid, logsig = _k.sigmoid_tables(np.float32)
-        tables = _k.Tables(self.wv.vectors, self.syn1neg, self.syn1, self.accum0, self.accum1)
+        lockf = getattr(self.wv, "vectors_lockf", None)
+        lockf = np.ones(1, np.float32) if lockf is None else np.ascontiguousarray(lockf, dtype=np.float32)
+        if lockf.ndim != 1 or lockf.shape[0] not in (1, len(self.wv)):
+            raise ValueError(f"wv.vectors_lockf must have 1 or {len(self.wv)} values, got shape {lockf.shape}")
+        tables = _k.Tables(self.wv.vectors, self.syn1neg, self.syn1, self.accum0, self.accum1, lockf)
         sampling = _k.Sampling(self.vocab.keep_thresholds(self.sample), neg_prob, neg_alias, codes, points, offsets,
                                sigmoid, logsig)
         config = _k.Config(self.window, self.negative, bool(self.hs), bool(self.sg), self.shared_negatives,
@@ -828,7 +851,8 @@ class Word2Vec:
             try:
                 state = self.rng_state[t]
                 for job in feed.jobs(t, epoch, stop):
-                    state, loss, examples, kept = self._call_kernel(job, tables, state)
+                    start = state if job.state is None else job.state
+                    state, loss, examples, kept = self._call_kernel(job, tables, start)
                     state = np.uint64(state)
                     totals[t] += (job.tokens, loss, examples, kept, job.raw)
                 self.rng_state[t] = state
