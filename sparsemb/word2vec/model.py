@@ -30,6 +30,7 @@ from .. import _config
 from .. import _io
 from .._io import atomic_write
 from .._limits import MAX_NEGATIVE, MAX_SENTENCE_LENGTH, MAX_WINDOW
+from ..kernels import tokenizer as _tok
 from ..kernels import word2vec as _k
 from ..kernels.huffman import HuffmanTree, score_sentences
 from . import corpus as _corpus
@@ -130,6 +131,20 @@ _COMPRESSED = (".bz2", ".gz", ".xz", ".zst", ".lzma", ".zip")
 class ModelTypeError(ValueError, AttributeError):
     """:meth:`Word2Vec.load` of a file that holds something else (KeyedVectors, say): the AttributeError
     gensim raises there, and a ValueError like every other unreadable file."""
+
+
+_NOTICED = []
+
+
+def _notice_compiling(quiet, *kernels):
+    """Say, once per process and unless ``quiet``, that the first run compiles: a progress bar frozen
+    for 10-20 s with no word of why looks like a hang."""
+    if quiet or _NOTICED or not _config.cache_is_cold(*kernels):
+        return
+    _NOTICED.append(True)
+    where = _config.cache_dir()
+    print("sparsemb: compiling kernels (first run only, about 10-20 s"
+          + (f"; cached in {where})" if where else ")"), file=sys.stderr, flush=True)
 
 
 def _load_on_instance(*args, **kwargs):
@@ -447,6 +462,7 @@ class Word2Vec:
         corpus_iterable = _one_corpus(corpus_iterable, None)
         _check_corpus(corpus_iterable, corpus_file, passes=1)
         key, stream = self._source(corpus_iterable, corpus_file)
+        _notice_compiling(self.quiet, _tok.count_block, _tok.encode_block, _k.train_stretch)
         if key[0] == "file" and not self.max_vocab_size and trim_rule is None:
             table, total_words, corpus_count = _corpus.count_file(key[1], workers or self.workers)
             raw = RawCounts(table, table.counts)
@@ -662,6 +678,7 @@ class Word2Vec:
         self.running_training_loss = 0.0
         quiet = self.quiet if quiet is None else quiet
         key, stream = self._source(corpus_iterable, corpus_file)
+        _notice_compiling(quiet, _k.train_stretch)
         if key[0] == "file":
             feed = self._file_feed(key)
         else:
