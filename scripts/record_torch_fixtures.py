@@ -5,8 +5,8 @@ Run from the repository root, with torch installed (``pip install -e .[compare]`
     python scripts/record_torch_fixtures.py
 
 It runs every case of tests/_torch_cases.py (nn.Embedding and nn.EmbeddingBag with each of their
-options; SGD, Adagrad and SparseAdam on sparse gradients) through torch and writes the inputs and
-the results to tests/fixtures/<family>.npz, one compressed file per family, so the test suite can
+options; SGD, Adagrad and SparseAdam on sparse gradients; optimizer state dicts; learning-rate
+schedules) through torch and writes the inputs and the results to tests/fixtures/<family>.npz, one compressed file per family, so the test suite can
 compare sparsemb against torch without torch installed. Re-record when a case is added or changed
 (tests/test_torch_parity.py::test_fixtures_are_current says so) and commit the .npz files with that
 change.
@@ -43,6 +43,18 @@ def main():
         cases.save_cases(path, recorded)
         print(f"{path.relative_to(ROOT)}: {len(recorded)} cases ({kept} with their stored inputs), "
               f"{path.stat().st_size:,} bytes (torch {torch.__version__})")
+    # Optimizer state dicts (loaded here, tests/test_torch_state.py) and learning-rate schedules
+    # (tests/test_lr_scheduler.py): small and deterministic, rebuilt on every run.
+    extra = {
+        "torch_optim_state": [dict(case, expected=cases.run_torch_state(case))
+                              for case in cases.build_state_cases()],
+        "torch_lr_scheduler": [{"case": list(case), "expected": cases.run_torch_scheduler(case)}
+                               for case in cases.SCHEDULER_CASES],
+    }
+    for family, recorded in extra.items():
+        path = out_dir / f"{family}.npz"
+        cases.save_cases(path, recorded)
+        print(f"{path.relative_to(ROOT)}: {len(recorded)} cases, {path.stat().st_size:,} bytes")
 
 
 if __name__ == "__main__":

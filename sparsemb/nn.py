@@ -1,5 +1,15 @@
-"""PyTorch-style embedding layers on NumPy arrays, with explicit sparse backward passes."""
+"""PyTorch-style embedding layers on NumPy arrays, with explicit sparse backward passes.
+
+Besides the layers, the part of ``torch.nn.Module`` a training script touches: ``parameters()`` /
+``named_parameters()`` (what the optimizers take), ``state_dict()`` / ``load_state_dict()`` with
+torch's keys, ``train()`` / ``eval()``, ``requires_grad_()``, ``zero_grad()``, and containers
+(:class:`ModuleList`, :class:`ModuleDict`, or a :class:`Module` subclass whose attributes are layers)
+for models with several tables.
+"""
 from __future__ import annotations
+
+from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 
@@ -120,7 +130,259 @@ def _check_weight(weight, num_embeddings, embedding_dim, dtype):
     return weight
 
 
-class _Table:
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` returns, as torch's ``_IncompatibleKeys``."""
+
+    missing_keys: list
+    unexpected_keys: list
+
+
+class Parameter:
+    """A layer's table as an optimizer sees it: what ``parameters()`` yields (torch's ``Parameter``).
+
+    It refers to its layer, where the table and its gradient live: ``data`` is ``layer.weight`` (the
+    ndarray), ``grad`` is ``layer.grad``, ``requires_grad`` is the layer's. One per layer, always the
+    same object, so it can key an optimizer's ``state`` as in torch.
+    """
+
+    __slots__ = ("module",)
+
+    def __init__(self, module):
+        self.module = module
+
+    @property
+    def data(self) -> np.ndarray:
+        return self.module.weight
+
+    @property
+    def grad(self):
+        return self.module.grad
+
+    @property
+    def requires_grad(self) -> bool:
+        return self.module.requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        self.module.requires_grad = bool(value)
+
+    @property
+    def shape(self):
+        return self.module.weight.shape
+
+    @property
+    def dtype(self):
+        return self.module.weight.dtype
+
+    def numel(self) -> int:
+        return self.module.weight.size
+
+    def __array__(self, dtype=None, copy=None):
+        return self.module.weight if dtype is None else self.module.weight.astype(dtype)
+
+    def __repr__(self):
+        return f"Parameter of {self.module!r}, shape {self.shape}, dtype {self.dtype}"
+
+
+class Module:
+    """The part of ``torch.nn.Module`` a training loop uses, for models made of sparsemb layers.
+
+    Subclass it and assign layers (or other modules) as attributes, as in torch, or use
+    :class:`ModuleList` / :class:`ModuleDict`; ``parameters()`` then walks them all, with torch's
+    dotted names (``"user.weight"``, ``"tables.0.weight"``).
+    """
+
+    training = True
+
+    def __setattr__(self, name, value):
+        modules = self.__dict__.setdefault("_modules", {})
+        if isinstance(value, Module):
+            modules[name] = value
+        else:
+            modules.pop(name, None)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self.__dict__.get("_modules", {}).pop(name, None)
+        object.__delattr__(self, name)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} has no forward()")
+
+    def named_children(self):
+        """``(name, module)`` for each direct sub-module, in assignment order."""
+        return iter(self.__dict__.get("_modules", {}).items())
+
+    def children(self):
+        return (m for _, m in self.named_children())
+
+    def named_modules(self, prefix=""):
+        """This module and every sub-module, each once, with its dotted name."""
+        seen = set()
+
+        def walk(m, name):
+            if id(m) in seen:
+                return
+            seen.add(id(m))
+            yield name, m
+            for child_name, child in m.named_children():
+                yield from walk(child, f"{name}.{child_name}" if name else child_name)
+        return walk(self, prefix)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def _own_parameters(self):
+        return ()
+
+    def named_parameters(self, prefix="", recurse=True):
+        """``(name, Parameter)`` pairs, each parameter once (a layer shared by two parents too)."""
+        seen = set()
+        mods = self.named_modules(prefix) if recurse else iter([(prefix, self)])
+        for name, m in mods:
+            for pname, p in m._own_parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{name}.{pname}" if name else pname), p
+
+    def parameters(self, recurse=True):
+        """The :class:`Parameter` of every layer: ``SGD(model.parameters(), lr=...)`` as in torch."""
+        return (p for _, p in self.named_parameters(recurse=recurse))
+
+    def state_dict(self, destination=None, prefix="", keep_vars=False):
+        """Each layer's table under torch's key (``"weight"``, ``"user.weight"``).
+
+        The arrays are the tables themselves, as torch's state_dict holds the tensors: copy them
+        (``copy.deepcopy``) to keep a snapshot while training goes on.
+        """
+        out = OrderedDict() if destination is None else destination
+        for name, p in self.named_parameters(prefix.rstrip(".")):
+            out[name] = p.data
+        return out
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy the tables in ``state_dict`` (NumPy arrays or CPU tensors) into the layers, all or nothing.
+
+        Values are cast to each table's dtype, as torch's ``copy_`` does.
+
+        Raises
+        ------
+        ValueError
+            With ``strict``, if a key is missing or unexpected; always, if a shape differs. Nothing
+            is copied then.
+        """
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise ValueError(f"state_dict does not match {type(self).__name__}: missing keys "
+                             f"{missing}, unexpected keys {unexpected}")
+        values = {}
+        for k, p in own.items():
+            if k in state_dict:
+                v = np.asarray(state_dict[k])
+                if v.shape != p.shape:
+                    raise ValueError(f"{k!r} has shape {v.shape} in state_dict, {p.shape} in the model")
+                if v.dtype.kind not in "fiu":
+                    raise TypeError(f"{k!r} has dtype {v.dtype} in state_dict, expected floats")
+                values[k] = v
+        for k, v in values.items():
+            np.copyto(own[k].data, v, casting="unsafe")
+        return IncompatibleKeys(missing, unexpected)
+
+    def train(self, mode=True):
+        """Set ``training`` on this module and every sub-module (no layer here behaves differently)."""
+        for m in self.modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (False) or unfreeze every layer; returns self."""
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def zero_grad(self, set_to_none=True):
+        """Drop every layer's gradient (``set_to_none=False``: an empty gradient instead)."""
+        for m in self.modules():
+            if isinstance(m, _Table):
+                m._zero_own_grad(set_to_none)
+
+
+class ModuleList(Module):
+    """Layers in a list, as ``torch.nn.ModuleList``; their names are ``"0"``, ``"1"``, ..."""
+
+    def __init__(self, modules=None):
+        for m in modules or ():
+            self.append(m)
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList holds modules, got {type(module).__name__}")
+        setattr(self, str(len(self)), module)
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+    def __getitem__(self, i):
+        mods = list(self.children())
+        return ModuleList(mods[i]) if isinstance(i, slice) else mods[i]
+
+    def __len__(self):
+        return len(self.__dict__.get("_modules", {}))
+
+    def __iter__(self):
+        return self.children()
+
+
+class ModuleDict(Module):
+    """Layers by name, as ``torch.nn.ModuleDict`` (one table per categorical feature, say)."""
+
+    def __init__(self, modules=None):
+        for k, m in dict(modules or {}).items():
+            self[k] = m
+
+    def __setitem__(self, key, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict holds modules, got {type(module).__name__} for {key!r}")
+        modules = self.__dict__.setdefault("_modules", {})
+        modules[str(key)] = module
+
+    def __getitem__(self, key):
+        return self.__dict__.get("_modules", {})[key]
+
+    def __delitem__(self, key):
+        del self.__dict__["_modules"][key]
+
+    def __contains__(self, key):
+        return key in self.__dict__.get("_modules", {})
+
+    def __len__(self):
+        return len(self.__dict__.get("_modules", {}))
+
+    def __iter__(self):
+        return iter(self.__dict__.get("_modules", {}))
+
+    def keys(self):
+        return self.__dict__.get("_modules", {}).keys()
+
+    def values(self):
+        return self.__dict__.get("_modules", {}).values()
+
+    def items(self):
+        return self.__dict__.get("_modules", {}).items()
+
+
+class _Table(Module):
     """What Embedding and EmbeddingBag share: the table, its options, gradient bookkeeping."""
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
@@ -139,22 +401,37 @@ class _Table:
         self.scale_grad_by_freq = bool(scale_grad_by_freq)
         # Gradients here are always row-sparse; ``sparse`` is kept for torch's repr and code.
         self.sparse = bool(sparse)
+        self._rng = np.random.default_rng(seed)
         if _weight is None:
-            # N(0, 1) like torch.nn.Embedding; the padding row starts at zero.
-            rng = np.random.default_rng(seed)
-            self.weight = rng.standard_normal((self.num_embeddings, self.embedding_dim),
-                                              dtype=_check_dtype(dtype))
-            if self.padding_idx is not None:
-                self.weight[self.padding_idx] = 0
+            self.weight = np.empty((self.num_embeddings, self.embedding_dim), dtype=_check_dtype(dtype))
+            self.reset_parameters()
         else:
             self.weight = _check_weight(_weight, self.num_embeddings, self.embedding_dim, dtype)
         self.requires_grad = not freeze
         self.grad = None
         self._saved = None
+        self._param = Parameter(self)
 
-    def zero_grad(self):
-        """Drop the accumulated gradient (``grad = None``, as ``set_to_none=True`` in PyTorch)."""
-        self.grad = None
+    def reset_parameters(self):
+        """Draw the table again from N(0, 1) in place, as torch's; the padding row is zeroed.
+
+        The draws continue the layer's generator (seeded by ``seed``), so a re-draw differs from the
+        first while the whole sequence is reproducible."""
+        self._rng.standard_normal(out=self.weight, dtype=self.weight.dtype)
+        if self.padding_idx is not None:
+            self.weight[self.padding_idx] = 0
+
+    def _own_parameters(self):
+        return (("weight", self._param),)
+
+    def _zero_own_grad(self, set_to_none):
+        self.grad = None if set_to_none else SparseRows(_EMPTY_I64, np.empty(
+            (0, self.embedding_dim), self.weight.dtype), self.num_embeddings)
+
+    def zero_grad(self, set_to_none=True):
+        """Drop the accumulated gradient (``grad = None``); ``set_to_none=False`` leaves an empty
+        gradient (no rows), which a step applies as torch applies a zeroed sparse gradient."""
+        self._zero_own_grad(set_to_none)
 
     def _renorm(self, flat):
         if self.max_norm is not None and flat.size:

@@ -444,3 +444,126 @@ def load_cases(path):
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
     return _unpack(json.loads(arrays.pop("__skeleton__").tobytes()), arrays)
+
+
+# --------------------------------------------------------------------------- optimizer state dicts
+
+#: Optimizer configurations whose state dicts go both ways: (name, class, hyper-parameters).
+STATE_CASES = (
+    ("sgd", "SGD", {"lr": 0.3}),
+    ("sgd_maximize", "SGD", {"lr": 0.3, "maximize": True}),
+    ("adagrad", "Adagrad", {"lr": 0.2, "lr_decay": 0.1, "initial_accumulator_value": 0.3}),
+    ("adagrad_maximize", "Adagrad", {"lr": 0.2, "maximize": True}),
+    ("sparse_adam", "SparseAdam", {"lr": 0.05, "betas": (0.8, 0.95)}),
+    ("sparse_adam_maximize", "SparseAdam", {"lr": 0.05, "maximize": True}),
+)
+#: The state dict is taken after this many of the steps; the rest continue from it.
+STATE_SPLIT = 2
+
+
+def build_state_cases():
+    """One case per optimizer configuration: a float32 table and four steps (ids, grad_out)."""
+    rng = np.random.default_rng(20240604)
+    out = []
+    for name, opt, hyper in STATE_CASES:
+        steps = [_emb_call(rng, ids, 3) for ids in ([0, 2, 2, 5], [1, 2], [5, 0, 3, 3], [4, 1])]
+        out.append({"name": name, "optimizer": opt, "hyper": dict(hyper),
+                    "weight": rng.standard_normal((6, 3)).astype(np.float32),
+                    "steps": [{k: v.astype(np.float32) if v.dtype.kind == "f" else v
+                               for k, v in s.items()} for s in steps]})
+    return out
+
+
+def _plain(value):
+    """A torch state-dict value as what the fixture stores: arrays, Python scalars, lists."""
+    import torch
+    if torch.is_tensor(value):
+        return value.detach().numpy().copy()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def run_torch_state(case):
+    """torch's state dict after STATE_SPLIT steps (ids as strings, tensors as arrays) and the weight
+    after each step."""
+    import torch
+    emb = torch.nn.Embedding.from_pretrained(torch.from_numpy(case["weight"].copy()), freeze=False,
+                                             sparse=True)
+    opt = getattr(torch.optim, case["optimizer"])(emb.parameters(), **case["hyper"])
+    weights, state = [], None
+    for i, call in enumerate(case["steps"]):
+        if i == STATE_SPLIT:
+            state = _plain(opt.state_dict())
+        opt.zero_grad()
+        emb(torch.from_numpy(call["ids"])).backward(torch.from_numpy(call["grad_out"]))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Sparse invariant checks")
+            opt.step()
+        weights.append(emb.weight.detach().numpy().copy())
+    return {"state_dict": state, "weights": weights}
+
+
+# --------------------------------------------------------------------------- learning-rate schedules
+
+#: lr_lambda functions by name (a fixture stores the name).
+LAMBDAS = {"pow": lambda e: 0.9 ** e, "warmup": lambda e: min(1.0, (e + 1) / 4)}
+#: (name, scheduler, keyword arguments, optimizer, steps, metrics for ReduceLROnPlateau)
+SCHEDULER_CASES = (
+    ("step", "StepLR", {"step_size": 3, "gamma": 0.5}, "SGD", 10),
+    ("multistep", "MultiStepLR", {"milestones": [2, 5, 5, 8], "gamma": 0.3}, "SGD", 10),
+    ("exponential", "ExponentialLR", {"gamma": 0.9}, "Adagrad", 8),
+    ("lambda", "LambdaLR", {"lr_lambda": "pow"}, "SGD", 6),
+    ("lambda_per_group", "LambdaLR", {"lr_lambda": ["pow", "warmup"]}, "SparseAdam", 6),
+    ("linear", "LinearLR", {"start_factor": 0.25, "end_factor": 0.9, "total_iters": 4}, "SGD", 8),
+    ("cosine", "CosineAnnealingLR", {"T_max": 5, "eta_min": 0.001}, "Adagrad", 16),
+    ("onecycle", "OneCycleLR", {"max_lr": [0.5, 0.2], "total_steps": 12}, "SparseAdam", 11),
+    ("onecycle_linear_3phase", "OneCycleLR",
+     {"max_lr": 0.4, "total_steps": 10, "anneal_strategy": "linear", "three_phase": True,
+      "cycle_momentum": False}, "SGD", 9),
+    ("plateau", "ReduceLROnPlateau", {"patience": 1, "factor": 0.5, "cooldown": 1, "min_lr": 0.01},
+     "SGD", 12),
+    ("plateau_max_abs", "ReduceLROnPlateau",
+     {"mode": "max", "threshold_mode": "abs", "threshold": 0.1, "patience": 0}, "Adagrad", 8),
+)
+#: The metric ReduceLROnPlateau sees at each step.
+METRICS = [1.0, 0.9, 0.95, 0.97, 0.96, 0.8, 0.85, 0.86, 0.87, 0.5, 0.6, 0.7]
+#: Two param groups with their own rates.
+GROUP_LRS = (0.1, 0.03)
+
+
+def scheduler_kwargs(kwargs):
+    """The keyword arguments with lr_lambda names turned into the functions."""
+    out = dict(kwargs)
+    if "lr_lambda" in out:
+        f = out["lr_lambda"]
+        out["lr_lambda"] = [LAMBDAS[n] for n in f] if isinstance(f, list) else LAMBDAS[f]
+    return out
+
+
+def run_torch_scheduler(case):
+    """torch's learning rate (and betas) of each group after construction and after each step, and
+    the scheduler's state dict at the end (its plain entries)."""
+    import torch
+    name, cls, kwargs, opt_name, steps = case
+    params = [torch.nn.Parameter(torch.zeros(2)) for _ in GROUP_LRS]
+    opt = getattr(torch.optim, opt_name)([{"params": [p], "lr": lr} for p, lr in zip(params, GROUP_LRS)])
+    sched = getattr(torch.optim.lr_scheduler, cls)(opt, **scheduler_kwargs(kwargs))
+    trace = []
+
+    def record():
+        trace.append({"lr": [g["lr"] for g in opt.param_groups],
+                      "betas": [list(g["betas"]) for g in opt.param_groups] if "betas" in opt.defaults
+                      else None,
+                      "last_lr": list(sched.get_last_lr())})
+    record()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stepping the scheduler without optimizer steps
+        for i in range(steps):
+            sched.step(METRICS[i]) if cls == "ReduceLROnPlateau" else sched.step()
+            record()
+    state = {k: v for k, v in sched.state_dict().items() if isinstance(v, (int, float, list, str))
+             and k != "lr_lambdas"}
+    return {"trace": trace, "state": state}

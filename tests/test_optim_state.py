@@ -142,7 +142,7 @@ def test_saved_ids_map_to_parameters_in_order_as_in_pytorch():
     dst = _trained(sm.optim.Adagrad, seed=4)
     dst.load_state_dict(sd)
     for i, p in enumerate(dst.param_groups[0]["params"]):
-        assert dst.state[id(p)]["sum"].tobytes() == src.state_dict()["state"][i]["sum"].tobytes()
+        assert dst.state[p]["sum"].tobytes() == src.state_dict()["state"][i]["sum"].tobytes()
 
 
 NON_FINITE = [
@@ -204,7 +204,7 @@ def test_param_group_edits_are_checked_before_a_step_and_valid_ones_apply(fused)
     with pytest.raises(ValueError, match=r"param_groups\[0\]: lr must be finite"):
         step()
     assert emb.weight.tobytes() == w.tobytes()
-    assert opt.state[id(emb)]["step"] == 0
+    assert opt.state[next(emb.parameters())]["step"] == 0
     opt.param_groups[0]["lr"] = 0.5
     step()
     np.testing.assert_allclose(emb.weight[ids], w[ids] - 0.5, rtol=1e-15)
@@ -237,7 +237,7 @@ def _zero_grad_rows_run(opt_cls, kw, fused, dtype=np.float32, dim=DIM):
             opt.zero_grad()
             emb.backward(g)
             opt.step()
-    return emb.weight, opt.state[id(emb)]
+    return emb.weight, opt.state[next(emb.parameters())]
 
 
 @pytest.mark.parametrize("opt_cls,kw", ZERO_EPS)

@@ -119,9 +119,9 @@ def rowwise_adagrad_step(weight, accum, indices, order, starts, src, coef, grad,
 
 @jit(parallel=True)
 def sparse_adam_step(weight, exp_avg, exp_avg_sq, indices, order, starts, src, coef, grad,
-                     step_size, one_minus_beta1, one_minus_beta2, eps):
+                     step_size, one_minus_beta1, one_minus_beta2, eps, grad_sign):
     """PyTorch's SparseAdam on the rows of the gradient; ``step_size`` carries the bias correction
-    ``lr·√(1-β2ᵗ)/(1-β1ᵗ)``."""
+    ``lr·√(1-β2ᵗ)/(1-β1ᵗ)``; ``grad_sign`` is -1 to maximize (torch negates g before the moments)."""
     parts = balanced_parts(starts, 6)
     for p in prange(parts.size - 1):
         buf = np.empty(weight.shape[1], dtype=grad.dtype)
@@ -133,7 +133,7 @@ def sparse_adam_step(weight, exp_avg, exp_avg_sq, indices, order, starts, src, c
             _row_gradient(u, order, starts, src, coef, grad, buf)
             r = indices[u]
             for j in range(buf.shape[0]):
-                g = buf[j]
+                g = grad_sign * buf[j]
                 m = exp_avg[r, j]
                 v = exp_avg_sq[r, j]
                 m = m + (g - m) * one_minus_beta1

@@ -1,5 +1,11 @@
 """Lazy sparse optimizers with PyTorch's names and semantics (and FBGEMM's row-wise Adagrad).
 
+The surface is torch.optim's: param groups (a list of dicts with per-group hyper-parameters,
+``add_param_group``), ``zero_grad(set_to_none=True)``, ``step(closure=None)``, torch's defaults and
+hyper-parameter keys (``maximize`` included), and a ``state_dict()`` that torch's optimizers load
+(through :func:`sparsemb.torch.optimizer_state_to_torch`, which makes tensors of the arrays) and
+whose loader takes torch's. Learning-rate schedules are in :mod:`sparsemb.optim.lr_scheduler`.
+
 A step touches only the rows in each layer's coalesced gradient: every other row of the weight and
 of the optimizer state stays bit-identical, and a step costs O(batch × dim) whatever the table size.
 
@@ -21,8 +27,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .kernels import optim as K
-from .nn import _Table
+from ..kernels import optim as K
+from ..nn import Parameter, _Table
 
 _EMPTY_I64 = np.empty(0, dtype=np.int64)
 #: The largest step count a state may hold: an int64, as the step arithmetic (β**t, t·lr_decay) needs
@@ -103,7 +109,51 @@ def _check_array(where, value, shape, dtype, lower):
     raise ValueError(f"{where} must be {need}, got {value[at].item()!r} at index {at}")
 
 
+def _zero(name, value):
+    """A hyper-parameter torch has and a lazy sparse step cannot honour unless it is 0 (momentum and
+    weight decay move every row at every step)."""
+    v = _real(name, value)
+    if v != 0:
+        raise ValueError(f"{name} must be 0 for sparse, lazy updates, got {value!r}")
+    return value
+
+
+def _false(name, value):
+    if value is not False and value != 0:
+        raise ValueError(f"{name} must be False for sparse, lazy updates, got {value!r}")
+    return False
+
+
+def _flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _flag_or_none(name, value):
+    """torch's implementation switches (``foreach``, ``fused``): every step here is one fused kernel,
+    so they are accepted and have no effect."""
+    return None if value is None else _flag(name, value)
+
+
+#: torch's implementation flags, filled in with their defaults when a loaded group lacks them (as
+#: torch's ``__setstate__`` does for state dicts of older releases).
+_COMPAT = {"maximize": False, "foreach": None, "differentiable": False, "fused": None}
+
+
+def _as_array(value):
+    """A state array as saved: a NumPy array, or a CPU tensor (viewed, not copied) from torch's."""
+    if not isinstance(value, np.ndarray) and hasattr(value, "__array__") and hasattr(value, "dtype"):
+        return np.asarray(value)
+    return value
+
+
 def _check_step(where, value):
+    if not isinstance(value, numbers.Integral) and hasattr(value, "__array__"):
+        # torch keeps Adagrad's step as a float tensor: a whole number is a step count.
+        a = np.asarray(value)
+        if a.ndim == 0 and a.dtype.kind == "f" and float(a).is_integer():
+            value = int(a)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{where} must be an integer, got {value!r}")
     if not 0 <= value <= _MAX_STEP:
@@ -112,40 +162,84 @@ def _check_step(where, value):
 
 
 class Optimizer:
-    """Base class: holds layers, per-layer state and hyper-parameters (``param_groups[0]``).
+    """Base class, as ``torch.optim.Optimizer``: parameter groups, per-parameter state.
 
     Parameters
     ----------
-    params : list of Embedding or EmbeddingBag
-    hyper : dict
+    params : iterable of Parameter, Embedding / EmbeddingBag, ``(name, Parameter)`` pairs, or dicts
+        What ``model.parameters()`` yields, layers themselves, or param groups: dicts with a
+        ``"params"`` entry and hyper-parameters that override ``defaults`` for that group.
+    defaults : dict
         Hyper-parameters, checked by the subclass's ``_rules``; they may be changed between steps
         through ``param_groups`` (each step checks them again by the same rules, as does
         :meth:`load_state_dict`).
+
+    Attributes
+    ----------
+    param_groups : list of dict
+        Each group's hyper-parameters (torch's keys) and its ``"params"`` (a list of Parameter).
+    state : dict
+        Parameter -> its state (``"step"`` and the optimizer's arrays, like the table).
+    defaults : dict
     """
 
     #: hyper-parameter name -> rule(name, value) returning the value to use or raising
     #: TypeError/ValueError. The one place a hyper-parameter is checked: by the constructor, by
-    #: load_state_dict and before each step.
+    #: add_param_group, by load_state_dict and before each step.
     _rules: dict = {}
 
-    def __init__(self, params, hyper):
-        hyper = self._check_hyper(hyper)
-        if isinstance(params, _Table):
+    def __init__(self, params, defaults):
+        self.defaults = self._check_hyper(defaults)
+        self.param_groups = []
+        self.state = {}
+        if isinstance(params, (_Table, Parameter)):
             params = [params]
-        params = list(params)
-        if not params:
+        groups = list(params)
+        if not groups:
             raise ValueError("optimizer got an empty parameter list")
-        for p in params:
-            if not isinstance(p, _Table):
-                raise TypeError(f"params must be Embedding or EmbeddingBag layers, got {type(p).__name__}")
-        if len({id(p) for p in params}) != len(params):
-            raise ValueError("a layer appears more than once in params")
-        self.param_groups = [dict(hyper, params=params)]
-        self.state = {id(p): self._init_state(p, hyper) for p in params}
+        if not isinstance(groups[0], Mapping):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
 
-    @property
-    def _group(self):
-        return self.param_groups[0]
+    @staticmethod
+    def _as_param(p):
+        if isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str):
+            p = p[1]  # a named_parameters() pair
+        if isinstance(p, _Table):
+            return p._param
+        if isinstance(p, Parameter):
+            return p
+        hint = (" (a layer's weight is a plain array here: pass the layer or layer.parameters())"
+                if isinstance(p, np.ndarray) else "")
+        raise TypeError(f"params must be Parameters or Embedding / EmbeddingBag layers, got "
+                        f"{type(p).__name__}{hint}")
+
+    def add_param_group(self, param_group):
+        """Add a group (a dict with ``"params"`` and hyper-parameters overriding ``defaults``).
+
+        Raises
+        ------
+        TypeError, ValueError
+            A parameter that is not one, or is already in a group; a hyper-parameter the rules refuse.
+        """
+        if not isinstance(param_group, Mapping) or "params" not in param_group:
+            raise TypeError(f"a param group is a dict with a 'params' entry, got {param_group!r}")
+        params = param_group["params"]
+        params = [params] if isinstance(params, (_Table, Parameter)) else list(params)
+        params = [self._as_param(p) for p in params]
+        where = f"param_groups[{len(self.param_groups)}]: "
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError(f"{where}a parameter appears more than once in params")
+        have = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in have for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        group = dict(self.defaults) | {k: v for k, v in param_group.items() if k != "params"}
+        checked = self._check_hyper(group, where)
+        group.update(checked, params=params)
+        for p in params:
+            self.state[p] = self._init_state(p.module, checked)
+        self.param_groups.append(group)
 
     @classmethod
     def _check_hyper(cls, group, where="") -> dict:
@@ -173,21 +267,30 @@ class Optimizer:
         return {"step": 0} | {k: np.full(shape, self._fill(k, hyper), dtype)
                               for k, (shape, _) in self._array_specs(layer).items()}
 
-    def zero_grad(self):
-        """Clear every layer's gradient."""
-        for p in self._group["params"]:
-            p.zero_grad()
+    def _params(self):
+        return [p for g in self.param_groups for p in g["params"]]
 
-    def step(self):
-        """Apply one update to each layer that has a gradient (a no-op for layers without)."""
-        hyper = self._check_hyper(self._group, "param_groups[0]: ")
-        for p in self._group["params"]:
-            g = p.grad
-            if g is not None:
-                # Already summed: every row is a segment of one occurrence, itself.
-                starts = np.arange(g.indices.size + 1, dtype=np.int64)
-                self._apply(p, hyper, (g.indices, _EMPTY_I64, starts, _EMPTY_I64,
-                                       np.empty(0, g.dtype), g.values))
+    def zero_grad(self, set_to_none=True):
+        """Clear every parameter's gradient (``set_to_none=False``: an empty gradient instead)."""
+        for p in self._params():
+            p.module.zero_grad(set_to_none)
+
+    def step(self, closure=None):
+        """Apply one update to each parameter that has a gradient (a no-op for those without).
+
+        ``closure``, if given, is called first and its value returned, as in torch.
+        """
+        loss = None if closure is None else closure()
+        for i, group in enumerate(self.param_groups):
+            hyper = self._check_hyper(group, f"param_groups[{i}]: ")
+            for p in group["params"]:
+                g = p.module.grad
+                if g is not None:
+                    # Already summed: every row is a segment of one occurrence, itself.
+                    starts = np.arange(g.indices.size + 1, dtype=np.int64)
+                    self._apply(p, hyper, (g.indices, _EMPTY_I64, starts, _EMPTY_I64,
+                                           np.empty(0, g.dtype), g.values))
+        return loss
 
     def backward_step(self, layer, grad_out):
         """``layer.backward(grad_out)`` and this optimizer's update of ``layer``, fused in one kernel.
@@ -204,42 +307,49 @@ class Optimizer:
             If ``layer`` has an accumulated gradient (call ``step()`` or ``zero_grad()`` first), or
             before the layer's first forward.
         """
-        if id(layer) not in self.state:
+        p = layer._param if isinstance(layer, _Table) else None
+        if p not in self.state:
             raise ValueError(f"{layer!r} is not a parameter of this optimizer")
         if layer.grad is not None:
             raise RuntimeError("layer has an accumulated gradient: call step() or zero_grad() first")
-        hyper = self._check_hyper(self._group, "param_groups[0]: ")
+        i = next(i for i, g in enumerate(self.param_groups) if any(q is p for q in g["params"]))
+        hyper = self._check_hyper(self.param_groups[i], f"param_groups[{i}]: ")
         seg = layer._gradient_segments(grad_out)
         if seg is not None:
-            self._apply(layer, hyper, seg)
+            self._apply(p, hyper, seg)
 
-    def _apply(self, layer, hyper, seg):
-        state = self.state[id(layer)]
+    def _apply(self, p, hyper, seg):
+        state = self.state[p]
         state["step"] += 1
-        self._update(layer.weight, state, hyper, layer.weight.dtype.type, *seg)
+        weight = p.module.weight
+        self._update(weight, state, hyper, weight.dtype.type, *seg)
 
     def state_dict(self) -> dict:
-        """Copies of the state (keyed by parameter position) and of the hyper-parameters."""
-        params = self._group["params"]
+        """torch's layout: ``{"state": {index: {...}}, "param_groups": [{..., "params": [index, ...]}]}``.
+
+        Parameters are numbered across groups in order; the state holds copies of the arrays.
+        """
+        index = {id(p): i for i, p in enumerate(self._params())}
         return {
-            "state": {
-                i: {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v)
-                    for k, v in self.state[id(p)].items()}
-                for i, p in enumerate(params)
-            },
-            "param_groups": [{k: v for k, v in self._group.items() if k != "params"}
-                             | {"params": list(range(len(params)))}],
+            "state": {index[id(p)]: {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v)
+                                     for k, v in s.items()}
+                      for p, s in self.state.items()},
+            "param_groups": [{k: v for k, v in g.items() if k != "params"}
+                             | {"params": [index[id(p)] for p in g["params"]]}
+                             for g in self.param_groups],
         }
 
     def load_state_dict(self, state_dict):
-        """Restore what :meth:`state_dict` returned, all or nothing.
+        """Restore what :meth:`state_dict` returned, or a torch optimizer's state dict, all or nothing.
 
-        Everything is checked before anything changes: the structure (one group; as many parameters,
-        each with this optimizer's state keys), each array's shape and dtype (those of the parameter's
+        Everything is checked before anything changes: the structure (as many groups, each with as
+        many parameters), each state's keys, each array's shape and dtype (those of the parameter's
         table: a float64 array for a float32 table is refused, not cast), its values (finite;
-        accumulators and second moments >= 0), ``step`` (an integer >= 0) and the hyper-parameters (by
-        the constructor's rules). As in PyTorch, the group's ``params`` list maps the saved ids, in
-        order, to this optimizer's parameters.
+        accumulators and second moments >= 0), ``step`` (an integer >= 0, or torch's float tensor
+        holding one) and the hyper-parameters (by the constructor's rules). As in PyTorch, each
+        group's ``params`` list maps the saved ids, in order, to this optimizer's parameters, and a
+        parameter without saved state (torch creates some lazily) starts afresh. Arrays may be
+        NumPy arrays or CPU tensors.
 
         Raises
         ------
@@ -249,99 +359,142 @@ class Optimizer:
             If the structure does not match this optimizer or a value is out of range; the message
             names the parameter, the key and the value.
         """
-        params = self._group["params"]
-        n = len(params)
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
         if set(state_dict) != {"state", "param_groups"}:
             raise ValueError(f"state_dict must have the keys 'state' and 'param_groups', "
                              f"got {sorted(map(str, state_dict))}")
         groups, states = state_dict["param_groups"], state_dict["state"]
-        if not isinstance(groups, (list, tuple)) or len(groups) != 1 or not isinstance(groups[0], Mapping):
-            raise ValueError(f"param_groups must be a list of one group (a dict), got {groups!r}")
-        group = groups[0]
-        ids = group.get("params")
-        if not isinstance(ids, (list, tuple)) or len(ids) != n:
-            raise ValueError(f"param_groups[0]['params'] must list {n} parameter id(s), got {ids!r}")
-        if len(set(ids)) != n:
-            raise ValueError(f"param_groups[0]['params'] has a repeated id: {ids!r}")
-        hyper = self._check_hyper({k: v for k, v in group.items() if k != "params"},
-                                  "param_groups[0]: ")
-        if not isinstance(states, Mapping) or set(states) != set(ids):
-            got = sorted(map(repr, states)) if isinstance(states, Mapping) else type(states).__name__
-            raise ValueError(f"state must map each parameter id {list(ids)} to its state, got {got}")
-        loaded = []
-        for i, (p, key) in enumerate(zip(params, ids)):
+        n_groups = len(self.param_groups)
+        if (not isinstance(groups, (list, tuple)) or len(groups) != n_groups
+                or not all(isinstance(g, Mapping) for g in groups)):
+            raise ValueError(f"param_groups must be a list of {n_groups} group(s) (dicts), got {groups!r}")
+        if not isinstance(states, Mapping):
+            raise ValueError(f"state must map parameter ids to states, got {type(states).__name__}")
+        new_groups, loaded, all_ids = [], [], []
+        for gi, (mine, group) in enumerate(zip(self.param_groups, groups)):
+            where = f"param_groups[{gi}]"
+            ids, params = group.get("params"), mine["params"]
+            if not isinstance(ids, (list, tuple)) or len(ids) != len(params):
+                raise ValueError(f"{where}['params'] must list {len(params)} parameter id(s), got {ids!r}")
+            all_ids += ids
+            group = ({k: v for k, v in _COMPAT.items() if k in self._rules}
+                     | {k: v for k, v in group.items() if k != "params"})
+            new_groups.append((group, self._check_hyper(group, where + ": ")))
+            for p, key in zip(params, ids):
+                loaded.append((p, key, new_groups[-1][1]))
+        if len(set(all_ids)) != len(all_ids):
+            raise ValueError(f"param_groups list a parameter id more than once: {all_ids!r}")
+        if not set(states) <= set(all_ids):
+            raise ValueError(f"state has ids {sorted(map(repr, set(states) - set(all_ids)))} that no "
+                             f"group lists (ids {all_ids})")
+        new_states = []
+        for i, (p, key, hyper) in enumerate(loaded):
+            specs = self._array_specs(p.module)
+            if key not in states:
+                new_states.append((p, self._init_state(p.module, hyper)))
+                continue
             theirs = states[key]
-            specs = self._array_specs(p)
             expected = {"step", *specs}
             if not isinstance(theirs, Mapping) or set(theirs) != expected:
                 got = sorted(map(str, theirs)) if isinstance(theirs, Mapping) else type(theirs).__name__
-                raise ValueError(f"state of parameter {i} has keys {got}, expected {sorted(expected)}")
-            step = _check_step(f"state of parameter {i}: 'step'", theirs["step"])
+                if not (isinstance(theirs, Mapping) and not specs and set(theirs) <= expected):
+                    raise ValueError(f"state of parameter {i} has keys {got}, expected {sorted(expected)}")
+            step = _check_step(f"state of parameter {i}: 'step'", theirs.get("step", 0))
+            arrays = {}
             for k, (shape, lower) in specs.items():
-                _check_array(f"state of parameter {i}: {k!r}", theirs[k], shape, p.weight.dtype, lower)
-            loaded.append((p, step, theirs))
+                arrays[k] = _as_array(theirs[k])
+                _check_array(f"state of parameter {i}: {k!r}", arrays[k], shape, p.dtype, lower)
+            new_states.append((p, {"step": step, **arrays}))
         # Checked: from here on nothing can fail.
-        for p, step, theirs in loaded:
-            mine = self.state[id(p)]
-            for k in self._array_specs(p):
+        for p, theirs in new_states:
+            mine = self.state[p]
+            for k in self._array_specs(p.module):
                 if mine[k].shape == theirs[k].shape and mine[k].dtype == theirs[k].dtype:
                     mine[k][...] = theirs[k]
                 else:  # the layer's table was replaced since the optimizer was made
                     mine[k] = np.array(theirs[k], order="C", copy=True)
-            mine["step"] = step
-        mine = self._group
-        mine.clear()
-        mine.update({k: v for k, v in group.items() if k != "params"}, **hyper, params=params)
+            mine["step"] = theirs["step"]
+        for mine, (group, hyper) in zip(self.param_groups, new_groups):
+            params = mine["params"]
+            mine.clear()
+            mine.update(group, **hyper, params=params)
 
     def __repr__(self):
-        hp = ", ".join(f"{k}={v}" for k, v in self._group.items() if k != "params")
-        return f"{type(self).__name__}({hp})"
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params"]
+        return "\n".join(lines + [")"])
 
 
 # Each optimizer's rules are PyTorch's (torch.optim.SGD, Adagrad, SparseAdam), and every value must
-# also be finite: torch lets lr=inf or eps=nan through to NaN weights at the first step.
+# also be finite: torch lets lr=inf or eps=nan through to NaN weights at the first step. Each has
+# torch's keys, so that a torch state dict loads here and ours in torch; those a lazy sparse step
+# cannot honour (momentum, weight decay) must stay 0, as torch itself requires of sparse gradients
+# for weight decay. ``maximize`` ascends instead of descending.
+
+_IMPL_RULES = {"foreach": _flag_or_none, "maximize": _flag, "differentiable": _flag,
+               "fused": _flag_or_none}
+
+
+def _sign(hyper):
+    return -1.0 if hyper["maximize"] else 1.0
 
 
 class SGD(Optimizer):
     """Plain SGD on the rows of the gradient: ``w -= lr * g`` (``torch.optim.SGD`` on a sparse grad).
 
+    torch's signature and defaults (``lr=1e-3``). ``momentum``, ``dampening`` (with no momentum it
+    has no effect), ``weight_decay`` and ``nesterov`` are torch's keys; momentum and weight decay
+    would move every row at every step, so they must be 0 here. ``foreach``, ``differentiable`` and
+    ``fused`` are accepted and have no effect.
+
     Raises
     ------
     TypeError, ValueError
-        If ``lr`` is not a finite real number >= 0.
+        If ``lr`` is not a finite real number >= 0, or momentum / weight decay is not 0.
     """
 
-    _rules = {"lr": _non_negative}
+    _rules = {"lr": _non_negative, "momentum": _zero, "dampening": _real, "weight_decay": _zero,
+              "nesterov": _false} | _IMPL_RULES
 
-    def __init__(self, params, lr):
-        super().__init__(params, {"lr": lr})
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
+                 maximize=False, foreach=None, differentiable=False, fused=None):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
+                                  "weight_decay": weight_decay, "nesterov": nesterov,
+                                  "maximize": maximize, "foreach": foreach,
+                                  "differentiable": differentiable, "fused": fused})
 
     def _update(self, weight, state, hyper, dt, *seg):
-        K.sgd_step(weight, *seg, dt(hyper["lr"]))
+        K.sgd_step(weight, *seg, dt(_sign(hyper) * hyper["lr"]))
 
 
 class Adagrad(Optimizer):
-    """``torch.optim.Adagrad`` for sparse gradients.
+    """``torch.optim.Adagrad`` for sparse gradients (torch's signature and defaults).
 
     ``clr = lr / (1 + (t-1)·lr_decay)``; ``S += g²`` with ``g`` coalesced first;
     ``w -= clr · g / (√S + eps)``. State ``sum`` (like the table) starts at
     ``initial_accumulator_value``. With ``eps=0`` a coordinate whose ``S`` is 0 (its gradient has
-    been 0 so far) is left unchanged, where PyTorch computes 0/0 = NaN.
+    been 0 so far) is left unchanged, where PyTorch computes 0/0 = NaN. ``weight_decay`` must be 0,
+    as torch requires for sparse gradients.
 
     Raises
     ------
     TypeError, ValueError
-        If a hyper-parameter is not a finite real number >= 0.
+        If a hyper-parameter is not a finite real number >= 0, or weight_decay is not 0.
     """
 
-    _rules = {"lr": _non_negative, "lr_decay": _non_negative,
-              "initial_accumulator_value": _non_negative, "eps": _non_negative}
+    _rules = {"lr": _non_negative, "lr_decay": _non_negative, "eps": _non_negative,
+              "weight_decay": _zero, "initial_accumulator_value": _non_negative} | _IMPL_RULES
 
-    def __init__(self, params, lr=0.01, lr_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
-        super().__init__(params, {"lr": lr, "lr_decay": lr_decay,
-                                  "initial_accumulator_value": initial_accumulator_value, "eps": eps})
+    def __init__(self, params, lr=0.01, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+                 eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None):
+        super().__init__(params, {"lr": lr, "lr_decay": lr_decay, "eps": eps,
+                                  "weight_decay": weight_decay,
+                                  "initial_accumulator_value": initial_accumulator_value,
+                                  "foreach": foreach, "maximize": maximize,
+                                  "differentiable": differentiable, "fused": fused})
 
     def _array_specs(self, layer):
         return {"sum": (layer.weight.shape, 0)}
@@ -351,7 +504,7 @@ class Adagrad(Optimizer):
 
     def _update(self, weight, state, hyper, dt, *seg):
         clr = hyper["lr"] / (1 + (state["step"] - 1) * hyper["lr_decay"])
-        K.adagrad_step(weight, state["sum"], *seg, dt(clr), dt(hyper["eps"]))
+        K.adagrad_step(weight, state["sum"], *seg, dt(_sign(hyper) * clr), dt(hyper["eps"]))
 
 
 class RowwiseAdagrad(Optimizer):
@@ -367,24 +520,25 @@ class RowwiseAdagrad(Optimizer):
         If ``lr`` or ``eps`` is not a finite real number >= 0 (Adagrad's rules).
     """
 
-    _rules = {"lr": _non_negative, "eps": _non_negative}
+    _rules = {"lr": _non_negative, "eps": _non_negative, "maximize": _flag}
 
-    def __init__(self, params, lr=0.01, eps=1e-8):
-        super().__init__(params, {"lr": lr, "eps": eps})
+    def __init__(self, params, lr=0.01, eps=1e-8, *, maximize=False):
+        super().__init__(params, {"lr": lr, "eps": eps, "maximize": maximize})
 
     def _array_specs(self, layer):
         return {"sum": (layer.weight.shape[:1], 0)}
 
     def _update(self, weight, state, hyper, dt, *seg):
-        K.rowwise_adagrad_step(weight, state["sum"], *seg, dt(hyper["lr"]), dt(hyper["eps"]),
-                               dt(weight.shape[1]))
+        K.rowwise_adagrad_step(weight, state["sum"], *seg, dt(_sign(hyper) * hyper["lr"]),
+                               dt(hyper["eps"]), dt(weight.shape[1]))
 
 
 class SparseAdam(Optimizer):
     """``torch.optim.SparseAdam``: Adam moments updated only on the rows a batch saw.
 
     ``m += (1-β1)(g-m)``, ``v += (1-β2)(g²-v)`` on seen rows;
-    ``w -= lr·√(1-β2ᵗ)/(1-β1ᵗ) · m / (√v + eps)``, ``t`` counting steps.
+    ``w -= lr·√(1-β2ᵗ)/(1-β1ᵗ) · m / (√v + eps)``, ``t`` counting steps. With ``maximize``, ``g`` is
+    negated first, as in torch (so ``exp_avg`` holds the moment of ``-g``).
 
     Raises
     ------
@@ -393,10 +547,10 @@ class SparseAdam(Optimizer):
         in [0, 1) (PyTorch's rules).
     """
 
-    _rules = {"lr": _positive, "betas": _betas, "eps": _positive}
+    _rules = {"lr": _positive, "betas": _betas, "eps": _positive, "maximize": _flag}
 
-    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, maximize=False):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize})
 
     def _array_specs(self, layer):
         return {"exp_avg": (layer.weight.shape, None), "exp_avg_sq": (layer.weight.shape, 0)}
@@ -411,4 +565,7 @@ class SparseAdam(Optimizer):
         if eps == 0:
             eps = np.finfo(dt).smallest_subnormal
         K.sparse_adam_step(weight, state["exp_avg"], state["exp_avg_sq"], *seg, dt(step_size),
-                           dt(1 - b1), dt(1 - b2), eps)
+                           dt(1 - b1), dt(1 - b2), eps, dt(_sign(hyper)))
+
+
+from . import lr_scheduler  # noqa: E402  (torch.optim.lr_scheduler's place; it needs Optimizer)
