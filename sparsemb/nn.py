@@ -444,15 +444,32 @@ class _Table(Module):
         ``self.grad``; ``None`` for a frozen layer. For the fastest training step, an optimizer's
         ``backward_step(layer, grad_out)`` fuses this with the update.
         """
+        g = self.gradient(grad_out)
+        if g is not None:
+            self.grad = g if self.grad is None else self.grad + g
+        return g
+
+    def gradient(self, grad_out):
+        """The coalesced gradient of the last ``forward`` (:class:`SparseRows`), not added to
+        ``grad``; ``None`` for a frozen layer."""
         seg = self._gradient_segments(grad_out)
         if seg is None:
             return None
         indices, order, starts, src, coef, rows = seg
         values = np.empty((indices.size, self.embedding_dim), dtype=rows.dtype)
         K.segment_sum(order, starts, src, coef, rows, values)
-        g = SparseRows(indices, values, self.num_embeddings)
-        self.grad = g if self.grad is None else self.grad + g
-        return g
+        return SparseRows(indices, values, self.num_embeddings)
+
+    @property
+    def saved(self):
+        """What the last ``forward`` kept for the backward pass (opaque). Code that runs several
+        forwards before their backwards (:mod:`sparsemb.torch`'s autograd functions) takes it after
+        each forward and puts it back before that call's backward."""
+        return self._saved
+
+    @saved.setter
+    def saved(self, value):
+        self._saved = value
 
     def _gradient_segments(self, grad_out):
         """The gradient of the last forward in segment form, ``(indices, order, starts, src, coef,

@@ -1,0 +1,119 @@
+"""sparsemb.torch: torch.nn.Modules on sparsemb's kernels, against torch (issue 15 §4).
+
+Every case of tests/_torch_cases.py runs through sparsemb.torch's modules with torch's autograd and
+is compared with the values torch's own modules gave (recorded) and give now (live); optimizer cases
+run once with torch.optim on our sparse gradients and once fused (optimizer in backward).
+Needs torch: skipped without it.
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import sparsemb.torch as st  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _torch_cases as cases  # noqa: E402
+from test_torch_parity import RECORDED, TOL, _dtype, _params, assert_matches  # noqa: E402
+
+FUSED = {"SGD": "sgd", "Adagrad": "adagrad", "SparseAdam": "sparse_adam"}
+
+
+def run_module(case, fused=False):
+    """``cases.run_torch`` with sparsemb.torch's modules (and, with ``fused``, the optimizer in backward)."""
+    optimizer = case.get("optimizer")
+    extra = {"optimizer": FUSED[optimizer], **case["hyper"]} if fused else {}
+    layers = [getattr(st, t["layer"]).from_pretrained(
+        torch.from_numpy(t["weight"].copy()), freeze=False, sparse=optimizer is not None,
+        **t["options"], **extra) for t in case["tables"]]
+    opt = None
+    if optimizer is not None and not fused:
+        opt = getattr(torch.optim, optimizer)([m.weight for m in layers], **case["hyper"])
+    steps = []
+    for calls in case["steps"]:
+        if opt is not None:
+            opt.zero_grad()
+        done = []
+        for layer, call in zip(layers, calls):
+            if call is None:
+                done.append(None)
+                continue
+            args = [torch.from_numpy(call["ids"])]
+            if "offsets" in call or "per_sample_weights" in call:
+                args += [None if call.get(k) is None else torch.from_numpy(call[k])
+                         for k in ("offsets", "per_sample_weights")]
+            out = layer(*args)
+            g_out = torch.from_numpy(call["grad_out"])
+            entry = {"out": out.detach().numpy().copy()}
+            if not fused:
+                (grad,) = torch.autograd.grad(out, layer.weight, g_out, retain_graph=True)
+                entry["grad"] = cases._to_numpy(grad)
+            out.backward(g_out)
+            done.append(entry)
+        if opt is not None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Sparse invariant checks")
+                opt.step()
+        steps.append({"calls": done, "weights": [m.weight.detach().numpy().copy() for m in layers]})
+    result = {"steps": steps}
+    if not fused:
+        result["grads"] = [cases._to_numpy(m.weight.grad) for m in layers]
+    return result
+
+
+def _without_grads(expected):
+    """What a fused run can be compared on: outputs and weights (it makes no gradient)."""
+    return {"steps": [{"calls": [None if c is None else {"out": c["out"]} for c in s["calls"]],
+                       "weights": s["weights"]} for s in expected["steps"]]}
+
+
+@pytest.mark.parametrize("case", _params(RECORDED))
+def test_recorded(case):
+    expected = {k: v for k, v in case["expected"].items() if k != "state"}  # torch.optim's own state
+    assert_matches(run_module(case), expected, TOL[_dtype(case)])
+
+
+@pytest.mark.parametrize("case", _params({"torch_optim": RECORDED["torch_optim"]}))
+def test_fused_optimizer_in_backward_recorded(case):
+    assert_matches(run_module(case, fused=True), _without_grads(case["expected"]), TOL[_dtype(case)])
+
+
+@pytest.mark.parametrize("case", _params({f: cases.build_cases(f)[::7] for f in cases.FAMILIES}))
+def test_live(case):
+    expected = {k: v for k, v in cases.run_torch(case).items() if k != "state"}
+    assert_matches(run_module(case), expected, TOL[_dtype(case)])
+
+
+def test_mixes_with_torch_layers_and_two_calls_before_backward():
+    """A shared table called twice (two features) then one backward, inside an MLP."""
+    torch.manual_seed(0)
+    ours = st.EmbeddingBag(20, 4, mode="sum", sparse=True)
+    theirs = torch.nn.EmbeddingBag.from_pretrained(ours.weight.detach().clone(), freeze=False,
+                                                   mode="sum", sparse=True)
+    mlp = torch.nn.Linear(8, 1)
+    a, b = torch.tensor([[1, 2, 2], [3, 4, 5]]), torch.tensor([[5, 6, 1], [7, 7, 7]])
+    for m in (ours, theirs):
+        mlp(torch.cat([m(a), m(b)], 1)).square().sum().backward()
+    torch.testing.assert_close(ours.weight.grad.to_dense(), theirs.weight.grad.to_dense())
+
+
+def test_module_surface_is_torchs():
+    e = st.Embedding(10, 3, padding_idx=0, sparse=True)
+    assert repr(e) == repr(torch.nn.Embedding(10, 3, padding_idx=0, sparse=True))
+    assert list(e.state_dict()) == ["weight"] and e.padding_idx == 0 and (e.weight[0] == 0).all()
+    e.load_state_dict({"weight": torch.ones(10, 3)})
+    assert (e(torch.tensor([4])) == 1).all()                  # the view follows load_state_dict
+    e.weight.data = torch.full((10, 3), 2.0)                   # and a replaced .data
+    assert (e(torch.tensor([4])) == 2).all()
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        st.Embedding(3, 2, optimizer="lamb")
+    with pytest.raises(ValueError, match="device must be 'cpu'"):
+        st.Embedding(3, 2, device="meta")
+    fused = st.EmbeddingBag(10, 3, optimizer="sparse_adam", lr=0.1)
+    fused(torch.tensor([[1, 2]])).sum().backward()
+    assert fused.weight.grad is None and fused.optimizer.state_dict()["state"][0]["step"] == 1
