@@ -7,6 +7,7 @@ gensim's WikiCorpus (lower-cased tokens, one article per line).
 
     python scripts/compare_gensim.py                      # skip-gram and CBOW, seeds 1 2 3
     python scripts/compare_gensim.py --models sg --output results.md
+    python scripts/compare_gensim.py --hs 1 --negative 0          # hierarchical softmax
 
 Requires gensim (``pip install sparsemb[compare]``).
 """
@@ -82,7 +83,8 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--dim", type=int, default=100)
     parser.add_argument("--window", type=int, default=5)
-    parser.add_argument("--negative", type=int, default=5)
+    parser.add_argument("--negative", type=int, default=5, help="noise words (0: none, with --hs 1)")
+    parser.add_argument("--hs", type=int, choices=(0, 1), default=0, help="1: hierarchical softmax")
     parser.add_argument("--min-count", type=int, default=5)
     parser.add_argument("--sample", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=5)
@@ -98,7 +100,7 @@ def main(argv=None):
     print(f"corpus {corpus}: {n_tokens} tokens", file=sys.stderr)
     runs = []
     for name in args.models:
-        flags = dict(sg=int(name == "sg"), vector_size=args.dim, window=args.window, negative=args.negative,
+        flags = dict(sg=int(name == "sg"), vector_size=args.dim, window=args.window, hs=args.hs, negative=args.negative,
                      min_count=args.min_count, sample=args.sample, epochs=args.epochs, workers=args.workers)
         for seed in args.seeds:
             for impl, train in (("gensim", train_gensim),
@@ -109,7 +111,7 @@ def main(argv=None):
                 print(json.dumps(run), file=sys.stderr)
 
     lines = [f"corpus: {os.path.basename(corpus)} ({n_tokens} tokens); dim {args.dim}, window {args.window}, "
-             f"negative {args.negative}, min_count {args.min_count}, sample {args.sample}, epochs {args.epochs}, "
+             f"hs {args.hs}, negative {args.negative}, min_count {args.min_count}, sample {args.sample}, epochs {args.epochs}, "
              f"workers {args.workers}; sparsemb skip-gram {'shared' if args.shared_negatives else 'per-pair'} negatives; seeds {' '.join(map(str, args.seeds))}; mean of seeds",
              "",
              "| model | implementation | WordSim353 ρ | SimLex-999 ρ | analogy % | train s |",
