@@ -108,7 +108,36 @@ def _mkstemp(target):
         raise OSError(err.errno, f"cannot write in {directory}: {err.strerror}", target) from None
 
 
-class atomic_write(contextlib.AbstractContextManager):
+class _GuardedWrite(contextlib.AbstractContextManager):
+    """A write to ``path`` that is undone (:meth:`_undo`) however the block ends early, and finished
+    (:meth:`_commit`) only when it succeeds; an ``OSError`` of the write names ``path``."""
+
+    def __init__(self, path, inputs=()):
+        self.path = os.fspath(path)
+        self.inputs = tuple(inputs)
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.file.close()  # may raise: buffered data meets a full disk here
+            if exc_type is None:
+                self._commit()
+        except OSError as err:
+            self._undo()
+            raise OSError(err.errno, err.strerror, self.path) from None
+        except BaseException:
+            self._undo()
+            raise
+        if exc_type is not None:
+            self._undo()
+            if issubclass(exc_type, OSError) and isinstance(exc, OSError) and not exc.filename:
+                raise OSError(exc.errno, exc.strerror, self.path) from None
+        return False
+
+    def _commit(self):
+        pass
+
+
+class atomic_write(_GuardedWrite):
     """Write a file under a temporary name next to it; rename it into place only if the block succeeds.
 
     ``with atomic_write(path) as f: f.write(...)`` gives a binary file object. Whatever ends the block
@@ -123,10 +152,6 @@ class atomic_write(contextlib.AbstractContextManager):
         Passed to :func:`check_output`.
     """
 
-    def __init__(self, path, inputs=()):
-        self.path = os.fspath(path)
-        self.inputs = tuple(inputs)
-
     def __enter__(self):
         self.target = check_output(self.path, self.inputs)
         try:
@@ -138,34 +163,20 @@ class atomic_write(contextlib.AbstractContextManager):
             self.file = os.fdopen(fd, "wb")
         except BaseException:
             os.close(fd)
-            self._discard()
+            self._undo()
             raise
         return self.file
 
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            self.file.close()
-            if exc_type is None:
-                os.chmod(self.tmp, self.mode)
-                os.replace(self.tmp, self.target)
-        except OSError as err:
-            self._discard()
-            raise OSError(err.errno, err.strerror, self.path) from None
-        except BaseException:
-            self._discard()
-            raise
-        if exc_type is not None:
-            self._discard()
-            if issubclass(exc_type, OSError) and isinstance(exc, OSError) and not exc.filename:
-                raise OSError(exc.errno, exc.strerror, self.path) from None
-        return False
+    def _commit(self):
+        os.chmod(self.tmp, self.mode)
+        os.replace(self.tmp, self.target)
 
-    def _discard(self):
+    def _undo(self):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp)
 
 
-class atomic_append(contextlib.AbstractContextManager):
+class atomic_append(_GuardedWrite):
     """Append to a file in place; if the block fails, cut the file back to the length it had.
 
     An append cannot be written under a temporary name without copying the whole file, so instead the
@@ -180,30 +191,13 @@ class atomic_append(contextlib.AbstractContextManager):
         Passed to :func:`check_output`.
     """
 
-    def __init__(self, path, inputs=()):
-        self.path = os.fspath(path)
-        self.inputs = tuple(inputs)
-
     def __enter__(self):
         self.target = check_output(self.path, self.inputs)
         self.file = open(self.target, "ab")
         self.length = self.file.tell()
         return self.file
 
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            self.file.close()
-        except OSError as err:
-            self._restore()
-            raise OSError(err.errno, err.strerror, self.path) from None
-        except BaseException:
-            self._restore()
-            raise
-        if exc_type is not None:
-            self._restore()
-        return False
-
-    def _restore(self):
+    def _undo(self):
         with contextlib.suppress(OSError):
             os.truncate(self.target, self.length)
 
