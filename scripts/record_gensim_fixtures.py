@@ -12,12 +12,15 @@ Writes, under tests/fixtures/:
   closer_than, rank, get_mean_vector, most_similar with vectors / clip / topn=None, ...) on
   gensim_vectors.bin, and gensim_kv.kv (+ .npy side file): those vectors as gensim's ``save`` pickles them.
 
+* gensim_model/ (+ gensim_model.npz) -- a small Word2Vec as gensim saves it (pickle and .npy side
+  files), and gensim_trainer.json -- gensim's vocabulary after build_vocab(update=True) and its loss;
 * gensim_hs.npz -- gensim's Huffman tree (codes, points) of lee_background's vocabulary, and a small
   hierarchical-softmax model's tables and sentence scores.
 
     python scripts/record_gensim_fixtures.py                 # everything (retrains the small model)
     python scripts/record_gensim_fixtures.py keyedvectors    # only the KeyedVectors files, from the .bin
     python scripts/record_gensim_fixtures.py hs              # only gensim_hs.npz
+    python scripts/record_gensim_fixtures.py model           # only the saved model and trainer answers
 """
 from __future__ import annotations
 
@@ -198,13 +201,41 @@ def record_hierarchical_softmax():
     print("wrote gensim_hs.npz")
 
 
+def record_model():
+    """gensim_model/: a small gensim Word2Vec (hs and negative sampling) saved with every array in a
+    side file, and gensim_model.npz, its arrays to check a load against; gensim_trainer.json: gensim's
+    vocabulary after ``build_vocab(update=True)`` and its running loss, on the fixture corpus."""
+    lines = make_corpus()
+    sentences = [line.split() for line in lines]
+    model = Word2Vec(sentences, vector_size=8, min_count=2, hs=1, negative=3, epochs=1, workers=1, seed=4)
+    os.makedirs(os.path.join(OUT, "gensim_model"), exist_ok=True)
+    model.save(os.path.join(OUT, "gensim_model", "w2v.model"), sep_limit=0)
+    np.savez_compressed(os.path.join(OUT, "gensim_model.npz"), words=np.array(model.wv.index_to_key),
+                        counts=np.array([model.wv.get_vecattr(i, "count") for i in range(len(model.wv))]),
+                        vectors=model.wv.vectors, syn1neg=model.syn1neg, syn1=model.syn1)
+    first, second = sentences[:150], sentences[150:300] + [["brand", "new", "words", "brand", "new"]] * 3
+    grown = Word2Vec(vector_size=8, min_count=3, workers=1)
+    grown.build_vocab(first)
+    before = list(grown.wv.index_to_key)
+    grown.build_vocab(second, update=True)
+    lossy = Word2Vec(sentences, vector_size=8, min_count=2, epochs=3, workers=1, seed=4, compute_loss=True)
+    trainer = {"gensim_version": gensim.__version__, "update_before": before, "update_words": grown.wv.index_to_key,
+               "update_counts": [int(grown.wv.get_vecattr(w, "count")) for w in grown.wv.index_to_key],
+               "loss": float(lossy.get_latest_training_loss()), "loss_words": int(lossy.corpus_total_words)}
+    with open(os.path.join(OUT, "gensim_trainer.json"), "w", encoding="utf-8") as f:
+        json.dump(trainer, f, ensure_ascii=False)
+    print("wrote gensim_model/, gensim_model.npz, gensim_trainer.json")
+
+
 if __name__ == "__main__":
     import sys
 
-    parts = sys.argv[1:] or ["word2vec", "keyedvectors", "hs"]
+    parts = sys.argv[1:] or ["word2vec", "keyedvectors", "hs", "model"]
     if "word2vec" in parts:
         main()
     if "keyedvectors" in parts:
         record_keyedvectors()
     if "hs" in parts:
         record_hierarchical_softmax()
+    if "model" in parts:
+        record_model()

@@ -333,6 +333,28 @@ def _random_state(*args):
     return np.random.RandomState()
 
 
+_BIT_GENERATORS = ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64")
+
+
+def _bit_generator(bit_generator_name="MT19937"):
+    """numpy's ``__bit_generator_ctor``, for the named bit generators only; its state is set afterwards."""
+    import numpy as np
+
+    name = getattr(bit_generator_name, "__name__", bit_generator_name)
+    if name not in _BIT_GENERATORS:
+        raise UnsafePickleError(f"unknown bit generator {name!r} in the pickle")
+    return getattr(np.random, name)()
+
+
+def _generator(bit_generator_name="PCG64", bit_generator_ctor=_bit_generator):
+    """numpy's ``__generator_ctor`` (a ``default_rng()``, as gensim 4 keeps in ``random``)."""
+    import numpy as np
+
+    if isinstance(bit_generator_name, np.random.BitGenerator):
+        return np.random.Generator(bit_generator_name)
+    return np.random.Generator(_bit_generator(bit_generator_name))  # a name, or one of the classes below
+
+
 def _safe_globals():
     import builtins
     import collections
@@ -356,6 +378,11 @@ def _safe_globals():
     for module, name in (("numpy.random", "__RandomState_ctor"), ("numpy.random._pickle", "__randomstate_ctor"),
                          ("numpy.random.mtrand", "RandomState"), ("numpy.random", "RandomState")):
         table[(module, name)] = _random_state
+    for module, name in (("_mt19937", "MT19937"), ("_pcg64", "PCG64"), ("_pcg64", "PCG64DXSM"),
+                         ("_philox", "Philox"), ("_sfc64", "SFC64")):
+        table[("numpy.random." + module, name)] = getattr(np.random, name)
+    table[("numpy.random._pickle", "__bit_generator_ctor")] = _bit_generator
+    table[("numpy.random._pickle", "__generator_ctor")] = _generator
     table[("_codecs", "encode")] = _codecs_encode
     table[("copyreg", "_reconstructor")] = _copyreg_reconstructor
     table[("copy_reg", "_reconstructor")] = _copyreg_reconstructor
