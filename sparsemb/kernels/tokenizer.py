@@ -13,6 +13,12 @@ import numpy as np
 from .._config import jit
 from .._limits import MAX_SENTENCE_LENGTH
 
+#: Slots of the resumable ``state`` arrays (int64) of :func:`count_block` and :func:`merge_counts`: where
+#: to resume (a byte of the block, a word of the other table), words in the table, and, counting, tokens,
+#: sentences and tokens so far in the current line.
+POS, N_WORDS, N_TOKENS, N_SENTENCES, LINE_TOKENS = 0, 1, 2, 3, 4
+COUNT_STATE, MERGE_STATE = 5, 2  # their lengths
+
 _LOW32 = np.int64((1 << 32) - 1)
 _FNV_OFFSET = np.uint64(14695981039346656037)
 _FNV_PRIME = np.uint64(1099511628211)
@@ -181,13 +187,14 @@ def _add_word(data, lo, hi, h, slot, n_words, slots, word_off, arena, counts):
 
 @jit()
 def merge_counts(src_arena, src_off, src_counts, state, slots, word_off, arena, counts):
-    """Add the words ``state[0]:`` of another table, with their counts, to this one (new words in the
-    other table's order). ``state`` (int64, updated) is [next word of the other table, words here].
+    """Add the words ``state[POS]:`` of another table, with their counts, to this one (new words in the
+    other table's order). ``state`` (int64, MERGE_STATE long, updated) holds the next word of the other
+    table at POS and this table's words at N_WORDS.
 
     Returns 0 when done, or 1 when this table is full: grow it and call again.
     """
-    n_words = state[1]
-    for w2 in range(state[0], src_counts.shape[0]):
+    n_words = state[N_WORDS]
+    for w2 in range(state[POS], src_counts.shape[0]):
         lo = src_off[w2]
         hi = src_off[w2 + 1]
         h = _hash(src_arena, lo, hi)
@@ -197,23 +204,24 @@ def merge_counts(src_arena, src_off, src_counts, state, slots, word_off, arena, 
         else:
             w = _add_word(src_arena, lo, hi, h, slot, n_words, slots, word_off, arena, counts)
             if w < 0:
-                state[0], state[1] = w2, n_words
+                state[POS], state[N_WORDS] = w2, n_words
                 return 1
             n_words += 1
         counts[w] += src_counts[w2]
-    state[0], state[1] = src_counts.shape[0], n_words
+    state[POS], state[N_WORDS] = src_counts.shape[0], n_words
     return 0
 
 
 @jit()
 def count_block(data, state, slots, word_off, arena, counts):
-    """Count the words of ``data[state[0]:]``, adding new words to the table.
+    """Count the words of ``data[state[POS]:]``, adding new words to the table.
 
-    ``state`` (int64, updated) is [position, words, tokens, sentences, tokens so far in the line].
-    Returns 0 when the block is done, or 1 when the table, word arrays or arena are full: grow them and
-    call again (``state[0]`` is where to resume).
+    ``state`` (int64, COUNT_STATE long, updated): the slots POS, N_WORDS, N_TOKENS, N_SENTENCES,
+    LINE_TOKENS. Returns 0 when the block is done, or 1 when the table, word arrays or arena are full:
+    grow them and call again (``state[POS]`` is where to resume).
     """
-    i, n_words, n_tok, n_sent, line_tok = state[0], state[1], state[2], state[3], state[4]
+    i, n_words, n_tok = state[POS], state[N_WORDS], state[N_TOKENS]
+    n_sent, line_tok = state[N_SENTENCES], state[LINE_TOKENS]
     end = data.shape[0]
     status = 0
     while i < end:
@@ -241,7 +249,8 @@ def count_block(data, state, slots, word_off, arena, counts):
         line_tok += 1
         n_tok += 1
         i = j
-    state[0], state[1], state[2], state[3], state[4] = i, n_words, n_tok, n_sent, line_tok
+    state[POS], state[N_WORDS], state[N_TOKENS] = i, n_words, n_tok
+    state[N_SENTENCES], state[LINE_TOKENS] = n_sent, line_tok
     return status
 
 

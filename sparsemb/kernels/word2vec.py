@@ -253,10 +253,14 @@ class Span(NamedTuple):
     total: int
 
 
+#: Rows of the scratch ``work``: a hidden vector (CBOW's context), the input side's step, a scratch row.
+HIDDEN, STEP, TMP = 0, 1, 2
+
+
 class _Scratch(NamedTuple):
-    """One call's buffers: the subsampled sentence; ``work[0]`` a hidden vector, ``work[1]`` the input
-    side's step, ``work[2]`` scratch; context rows' steps; ids (context words in ``rows[0]``, output
-    targets in ``rows[1]``); shared skip-gram's coefficients; the weights of a plain sum."""
+    """One call's buffers: the subsampled sentence; ``work`` (rows HIDDEN, STEP, TMP); context rows'
+    steps; ids (context words in ``rows[0]``, output targets in ``rows[1]``); shared skip-gram's
+    coefficients; the weights of a plain sum."""
 
     sent: np.ndarray
     work: np.ndarray
@@ -312,9 +316,9 @@ def _draw_targets(center, targets, negative, smp, syn1neg, state):
 def _negative_layer(h, hrow, targets, nt, t, alpha, cfg, smp, work):
     """Score hidden vector ``h[hrow]`` against ``targets[0]`` (label 1) and ``targets[1:nt]`` (label 0).
 
-    Updates each output row in place (SGD, or lazy Adagrad on that row) and adds to ``work[1]`` the
+    Updates each output row in place (SGD, or lazy Adagrad on that row) and adds to ``work[STEP]`` the
     step for the input side: ``+alpha * sum(err * syn1neg[t])`` for SGD, the raw gradient for Adagrad
-    (``work[2]`` is scratch). Returns the loss of this example.
+    (``work[TMP]`` is scratch). Returns the loss of this example.
     """
     syn1 = t.syn1neg
     loss = 0.0
@@ -326,13 +330,13 @@ def _negative_layer(h, hrow, targets, nt, t, alpha, cfg, smp, work):
             continue
         if cfg.adagrad:
             for d in range(syn1.shape[1]):
-                work[1, d] -= err * syn1[target, d]
-                work[2, d] = -err * h[hrow, d]
-            adagrad_row_update(syn1, t.acc1, target, work[2], alpha, cfg.eps)
+                work[STEP, d] -= err * syn1[target, d]
+                work[TMP, d] = -err * h[hrow, d]
+            adagrad_row_update(syn1, t.acc1, target, work[TMP], alpha, cfg.eps)
         else:
             g = err * alpha
             for d in range(syn1.shape[1]):
-                work[1, d] += g * syn1[target, d]
+                work[STEP, d] += g * syn1[target, d]
                 syn1[target, d] += g * h[hrow, d]
     return loss
 
@@ -341,7 +345,7 @@ def _negative_layer(h, hrow, targets, nt, t, alpha, cfg, smp, work):
 def _softmax_layer(h, hrow, word, t, alpha, smp, work):
     """Hierarchical softmax: along ``word``'s path in the tree, each inner node's output vector scores
     ``h[hrow]`` against label ``1 - code`` (gensim's ``fast_sentence_*_hs``); SGD updates of those rows,
-    the input side's step added to ``work[1]``. Returns the loss."""
+    the input side's step added to ``work[STEP]``. Returns the loss."""
     syn1 = t.syn1
     loss = 0.0
     for b in range(smp.offsets[word], smp.offsets[word + 1]):
@@ -352,7 +356,7 @@ def _softmax_layer(h, hrow, word, t, alpha, smp, work):
             continue
         g = err * alpha
         for d in range(syn1.shape[1]):
-            work[1, d] += g * syn1[node, d]
+            work[STEP, d] += g * syn1[node, d]
             syn1[node, d] += g * h[hrow, d]
     return loss
 
@@ -360,9 +364,9 @@ def _softmax_layer(h, hrow, word, t, alpha, smp, work):
 @jit(inline="always", fastmath=True)
 def _output_layers(h, hrow, word, targets, nt, t, alpha, cfg, smp, work):
     """Both output layers the run has, for predicting ``word`` from ``h[hrow]``: their loss, and in
-    ``work[1]`` the sum of their steps for the input side."""
+    ``work[STEP]`` the sum of their steps for the input side."""
     for d in range(work.shape[1]):
-        work[1, d] = 0.0
+        work[STEP, d] = 0.0
     loss = 0.0
     if cfg.hs:
         loss += _softmax_layer(h, hrow, word, t, alpha, smp, work)
@@ -405,7 +409,7 @@ def _sg_center(n, i, b, t, smp, cfg, alpha, scr, state):
         if cfg.negative:
             nt, state = _draw_targets(sent[i], rows[1], cfg.negative, smp, t.syn1neg, state)
         loss += _output_layers(t.syn0, ctx, sent[i], rows[1], nt, t, alpha, cfg, smp, work)
-        _apply_step(t.syn0, t.acc0, ctx, work, 1, _lock(t, ctx), alpha, cfg, work[2])
+        _apply_step(t.syn0, t.acc0, ctx, work, STEP, _lock(t, ctx), alpha, cfg, work[TMP])
         pairs += 1
     return loss, pairs, state
 
@@ -446,7 +450,7 @@ def _sg_center_shared(n, i, b, t, smp, cfg, alpha, scr, state):
     come from the vectors as they were before this centre word, and the updates are two small matrix
     products: ``syn0 block += coef @ syn1neg block`` and ``syn1neg block += coef.T @ syn0 block``, with
     ``coef`` the errors times ``alpha`` for SGD (minus the errors, a gradient, for Adagrad). ``steps``
-    holds the context rows' steps, ``work[1]`` an output row's, ``work[2]`` is scratch. With
+    holds the context rows' steps, ``work[STEP]`` an output row's, ``work[TMP]`` is scratch. With
     hierarchical softmax too, each context row's tree step joins its step.
     """
     sent, work, steps, rows, coef = scr.sent, scr.work, scr.steps, scr.rows, scr.coef
@@ -470,22 +474,22 @@ def _sg_center_shared(n, i, b, t, smp, cfg, alpha, scr, state):
         _mix(steps, c, coef[c], syn1, rows[1], nt)
         if cfg.hs:
             for d in range(syn0.shape[1]):
-                work[1, d] = 0.0
+                work[STEP, d] = 0.0
             loss += _softmax_layer(syn0, rows[0, c], center, t, alpha, smp, work)
             for d in range(syn0.shape[1]):
-                steps[c, d] += work[1, d]
+                steps[c, d] += work[STEP, d]
     one = np.float32(1.0)
     for k in range(nt):
-        _mix(work, 1, coef[:, k], syn0, rows[0], nc)
-        _apply_step(syn1, t.acc1, rows[1, k], work, 1, one, alpha, cfg, work[2])
+        _mix(work, STEP, coef[:, k], syn0, rows[0], nc)
+        _apply_step(syn1, t.acc1, rows[1, k], work, STEP, one, alpha, cfg, work[TMP])
     for c in range(nc):
-        _apply_step(syn0, t.acc0, rows[0, c], steps, c, _lock(t, rows[0, c]), alpha, cfg, work[2])
+        _apply_step(syn0, t.acc0, rows[0, c], steps, c, _lock(t, rows[0, c]), alpha, cfg, work[TMP])
     return loss, nc, state
 
 
 @jit(inline="always", fastmath=True)
 def _cbow_center(n, i, b, t, smp, cfg, alpha, scr, state):
-    """CBOW at position ``i``: the (mean or sum of the) context vectors, in ``work[0]``, predict the centre.
+    """CBOW at position ``i``: the (mean or sum of the) context vectors, in ``work[HIDDEN]``, predict the centre.
 
     The context ids go to ``rows[0]``; ``unit`` is all ones (the weights of the sum).
     """
@@ -502,16 +506,16 @@ def _cbow_center(n, i, b, t, smp, cfg, alpha, scr, state):
     nt = 0
     if cfg.negative:
         nt, state = _draw_targets(sent[i], rows[1], cfg.negative, smp, t.syn1neg, state)
-    _mix(work, 0, scr.unit, syn0, rows[0], count)
+    _mix(work, HIDDEN, scr.unit, syn0, rows[0], count)
     inv = np.float32(1.0) / np.float32(count)
     if cfg.cbow_mean:
         for d in range(syn0.shape[1]):
-            work[0, d] *= inv
-    loss = _output_layers(work, 0, sent[i], rows[1], nt, t, alpha, cfg, smp, work)
+            work[HIDDEN, d] *= inv
+    loss = _output_layers(work, HIDDEN, sent[i], rows[1], nt, t, alpha, cfg, smp, work)
     # gensim's choice: with a summed context the error is shared out, with a mean it is not.
     scale = np.float32(1.0) if cfg.cbow_mean else inv
     for c in range(count):
-        _apply_step(syn0, t.acc0, rows[0, c], work, 1, scale * _lock(t, rows[0, c]), alpha, cfg, work[2])
+        _apply_step(syn0, t.acc0, rows[0, c], work, STEP, scale * _lock(t, rows[0, c]), alpha, cfg, work[TMP])
     return loss, 1, state
 
 

@@ -288,13 +288,14 @@ class WordTable:
 
     def merge(self, other):
         """Add ``other``'s words and counts; its new words get the next ids, in ``other``'s order."""
-        state = np.array([0, self.n_words], dtype=np.int64)
+        state = np.zeros(_tok.MERGE_STATE, dtype=np.int64)
+        state[_tok.N_WORDS] = self.n_words
         nbytes = int(other.word_off[other.n_words])
         while _tok.merge_counts(other.arena, other.word_off, other.counts[: other.n_words], state,
-                              *self.kernel_args(), self.counts):
-            self.n_words = int(state[1])
+                                *self.kernel_args(), self.counts):
+            self.n_words = int(state[_tok.N_WORDS])
             self.reserve(max(self.n_words, other.n_words), nbytes)
-        self.n_words = int(state[1])
+        self.n_words = int(state[_tok.N_WORDS])
 
     def words(self, ids):
         """The words with ids ``ids``, as str."""
@@ -342,17 +343,17 @@ def read_blocks(path, lo=0, hi=None, block_bytes=_SCAN_BYTES, warn=True, invalid
 def _count_range(path, lo, hi, invalid):
     """Count the words of bytes ``lo:hi`` of a file: (WordTable, tokens, sentences)."""
     table = WordTable()
-    state = np.zeros(5, dtype=np.int64)
+    state = np.zeros(_tok.COUNT_STATE, dtype=np.int64)
     for block in read_blocks(path, lo, hi, invalid=invalid):
-        state[0] = 0
+        state[_tok.POS] = 0
         table.reserve(0, block.shape[0])
         # The table is kept small (it is probed once per token, so it should stay in cache) and grown
         # when the kernel says it is full.
         while _tok.count_block(block, state, *table.kernel_args(), table.counts):
-            table.n_words = int(state[1])
+            table.n_words = int(state[_tok.N_WORDS])
             table.reserve(max(table.n_words, 1024), block.shape[0])
-        table.n_words = int(state[1])
-    return table, int(state[2]), int(state[3])
+        table.n_words = int(state[_tok.N_WORDS])
+    return table, int(state[_tok.N_TOKENS]), int(state[_tok.N_SENTENCES])
 
 
 def count_file(path, workers=1):
