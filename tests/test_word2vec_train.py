@@ -300,3 +300,10 @@ def test_hierarchical_softmax_and_fixed_windows_learn_and_reproduce(demo_corpus,
     assert a.epoch_losses[-1] < 0.9 * a.epoch_losses[0]
     assert (a.syn1.shape[0] > 0) == bool(a.hs) and (a.syn1neg.shape[0] > 0) == bool(a.negative)
     assert not np.array_equal(a.wv.vectors, _train(demo_corpus, epochs=3).wv.vectors)
+
+
+def test_training_with_a_zero_count_moves_the_rate_by_epoch_only():
+    model = Word2Vec(vector_size=4, min_count=1, workers=1, sample=0, quiet=True)
+    model.build_vocab_from_freq({"a": 3, "b": 2, "c": 1})  # leaves corpus_count at 0, as gensim's
+    effective, raw = model.train([["a", "b", "c"]] * 5, total_examples=model.corpus_count, epochs=2)
+    assert (effective, raw) == (30, 30) and np.isfinite(model.wv.vectors).all()

@@ -788,6 +788,9 @@ class Word2Vec:
         jobs = queue.Queue(maxsize=2 * self.workers)
         by_examples = bool(total_examples)
         expected = self.vocab.total if known else (total_examples if by_examples else total_words)
+        # A count of 0 (build_vocab_from_freq leaves corpus_count at 0) says nothing of the corpus: the
+        # rate then moves from epoch to epoch only.
+        expected = expected or math.inf
 
         def produce(epoch, stop):
             span = self._alphas(epoch, 0.0), self._alphas(epoch, 1.0)
