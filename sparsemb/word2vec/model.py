@@ -527,7 +527,7 @@ class Word2Vec:
             return report
         self._empty = None
         if not words:
-            source = "the corpus" if self._raw_source is None or self._raw_source[0] == "iterable" \
+            source = "sentences" if self._raw_source is None or self._raw_source[0] == "iterable" \
                 else self._raw_source[1]
             self._empty = VocabularyError(source, effective if len(raw) else None, int(raw.counts.max(initial=0)))
             logger.warning("%s", self._empty)
