@@ -8,6 +8,7 @@ for models with several tables.
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -19,10 +20,70 @@ from .kernels import bag as B
 _EMPTY_I64 = np.empty(0, dtype=np.int64)
 
 
+class GradientSegments(NamedTuple):
+    """A gradient in segment form (see :mod:`sparsemb.kernels.embedding`), what the fused optimizer
+    kernels take: for each unique row ``indices[u]``, the occurrences ``order[starts[u]:starts[u+1]]``
+    whose rows ``coef[i] * rows[src[i]]`` (``coef`` / ``src`` empty: 1 and ``i``) sum to its gradient."""
+
+    indices: np.ndarray
+    order: np.ndarray
+    starts: np.ndarray
+    src: np.ndarray
+    coef: np.ndarray
+    rows: np.ndarray
+
+
+class _Pending:
+    """A gradient not summed yet: its segments and the caller's arrays made read-only meanwhile.
+
+    The aliasing rule (see :meth:`_Table.backward`): ``rows`` may be the caller's ``grad_out``. While
+    the gradient is pending, that array and every array it is a view of are read-only, so a caller
+    who reuses its buffer gets a ValueError instead of a silently different update. They are made
+    writable again (those that were) when the gradient is summed (``values`` read) or dropped.
+    """
+
+    __slots__ = ("seg", "locked")
+
+    def __init__(self, seg, locked):
+        self.seg = seg
+        self.locked = locked
+
+    def __del__(self):  # the gradient was dropped unread (or its layer was)
+        if self.locked:
+            self.release()
+
+    def release(self):
+        for a in reversed(self.locked):  # bases first: a view cannot be writable over a read-only base
+            a.flags.writeable = True
+        self.locked = ()
+
+
+def _hold(rows, grad_out):
+    """``(rows, arrays made read-only)``: ``rows`` is kept as is when it is our own array or a plain
+    writable NumPy array of the caller's (then locked), and copied otherwise (memory NumPy does not
+    own, such as a tensor's or a buffer's, or an array already read-only, which its owner may make
+    writable again)."""
+    if isinstance(grad_out, np.ndarray):
+        if not np.may_share_memory(rows, grad_out):
+            return rows, ()  # converted or made contiguous: already a copy
+    elif isinstance(grad_out, (list, tuple)):
+        return rows, ()
+    chain = [rows]
+    while isinstance(chain[-1].base, np.ndarray):
+        chain.append(chain[-1].base)
+    if chain[-1].base is not None or not all(a.flags.writeable for a in chain):
+        return rows.copy(), ()
+    for a in chain:
+        a.flags.writeable = False
+    return rows, tuple(chain)
+
+
 class SparseRows:
     """A row-sparse gradient: ``values[u]`` is the gradient of row ``indices[u]``; other rows are 0.
 
-    Always coalesced: ``indices`` are sorted, unique int64.
+    Always coalesced: ``indices`` are sorted, unique int64. A layer's ``backward`` returns one whose
+    ``values`` are summed only when first read (the optimizers' ``step()`` applies it from the
+    unsummed segments, as ``backward_step`` does).
 
     Parameters
     ----------
@@ -31,7 +92,7 @@ class SparseRows:
     num_rows : int
     """
 
-    __slots__ = ("indices", "values", "num_rows")
+    __slots__ = ("indices", "_values", "num_rows", "_pending", "__weakref__")
 
     def __init__(self, indices, values, num_rows: int):
         indices = np.asarray(indices, dtype=np.int64)
@@ -44,16 +105,53 @@ class SparseRows:
                              or indices[-1] >= num_rows):
             raise ValueError(f"indices must be sorted, unique and in [0, {num_rows})")
         self.indices = indices
-        self.values = values
+        self._values = values
         self.num_rows = int(num_rows)
+        self._pending = None
+
+    @classmethod
+    def _lazy(cls, pending: _Pending, num_rows: int) -> "SparseRows":
+        """A gradient whose values are the sums of ``pending``'s segments, computed when read."""
+        self = cls.__new__(cls)
+        self.indices = pending.seg.indices
+        self._values = None
+        self.num_rows = int(num_rows)
+        self._pending = pending
+        return self
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._pending is not None:
+            self._materialize()
+        return self._values
+
+    @values.setter
+    def values(self, value):
+        self._drop_pending()
+        self._values = value
+
+    def _materialize(self):
+        pending = self._pending
+        seg = pending.seg
+        values = np.empty((seg.indices.size, seg.rows.shape[1]), dtype=seg.rows.dtype)
+        K.segment_sum(seg.order, seg.starts, seg.src, seg.coef, seg.rows, values)
+        self._values = values
+        self._pending = None
+        pending.release()
+
+    def _drop_pending(self):
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.release()
 
     @property
     def shape(self):
-        return (self.num_rows, self.values.shape[1])
+        dim = (self._pending.seg.rows if self._pending is not None else self._values).shape[1]
+        return (self.num_rows, dim)
 
     @property
     def dtype(self):
-        return self.values.dtype
+        return (self._pending.seg.rows if self._pending is not None else self._values).dtype
 
     def to_dense(self) -> np.ndarray:
         """The full ``(num_rows, dim)`` gradient (allocates the whole table: for tests and small
@@ -408,7 +506,7 @@ class _Table(Module):
         else:
             self.weight = _check_weight(_weight, self.num_embeddings, self.embedding_dim, dtype)
         self.requires_grad = not freeze
-        self.grad = None
+        self._grad = None
         self._saved = None
         self._param = Parameter(self)
 
@@ -437,16 +535,51 @@ class _Table(Module):
         if self.max_norm is not None and flat.size:
             K.embedding.renorm(self.weight, np.unique(flat), self.max_norm, self.norm_type)
 
+    @property
+    def grad(self):
+        """The gradient summed since the last ``zero_grad()`` (:class:`SparseRows`), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        old, self._grad = self._grad, value
+        if old is not None and old is not value and old._pending is not None:
+            # Dropped before it was summed. If nobody else holds it, freeing it releases the
+            # caller's arrays (_Pending.__del__); if someone does, it must stay readable: sum it now.
+            ref = weakref.ref(old)
+            del old
+            held = ref()
+            if held is not None:
+                held._materialize()
+
     def backward(self, grad_out):
         """Gradient of the last ``forward`` with respect to ``weight``, given ``dL/d(output)``.
 
         Returns the coalesced :class:`SparseRows` (padding row left out) and adds it into
-        ``self.grad``; ``None`` for a frozen layer. For the fastest training step, an optimizer's
-        ``backward_step(layer, grad_out)`` fuses this with the update.
+        ``self.grad``; ``None`` for a frozen layer. When ``grad`` was empty (None), the rows are not
+        summed yet: ``values`` is computed when first read, and an optimizer's ``step()`` applies
+        the gradient straight from the unsummed rows, as fast as ``backward_step``; a second
+        ``backward`` before ``zero_grad()`` sums both, as torch accumulates.
+
+        Aliasing rule: until that gradient is summed (its ``values`` read) or dropped
+        (``zero_grad()``, ``grad = None``, the layer freed), ``grad_out`` and the arrays it is a
+        view of are made read-only, so that writing into a reused buffer raises ValueError instead
+        of changing the pending update; they are made writable again afterwards. (A writable view of
+        that memory made *before* this call is not caught: do not write through one.) ``grad_out``
+        is copied instead when it is not a plain writable NumPy array (a tensor's memory, a buffer,
+        a read-only array).
         """
-        g = self.gradient(grad_out)
-        if g is not None:
-            self.grad = g if self.grad is None else self.grad + g
+        if self.grad is not None:
+            g = self.gradient(grad_out)
+            if g is not None:
+                self.grad = self.grad + g
+            return g
+        seg = self._gradient_segments(grad_out)
+        if seg is None:
+            return None
+        rows, locked = _hold(seg.rows, grad_out)
+        g = SparseRows._lazy(_Pending(seg._replace(rows=rows), locked), self.num_embeddings)
+        self.grad = g
         return g
 
     def gradient(self, grad_out):
@@ -472,14 +605,14 @@ class _Table(Module):
         self._saved = value
 
     def _gradient_segments(self, grad_out):
-        """The gradient of the last forward in segment form, ``(indices, order, starts, src, coef,
-        rows)`` (see :mod:`sparsemb.kernels.embedding`), or None for a frozen layer."""
+        """The gradient of the last forward as :class:`GradientSegments`, or None for a frozen
+        layer. ``rows`` may be (a view of) ``grad_out`` itself."""
         if self._saved is None:
             raise RuntimeError("backward called before forward")
         g = self._check_grad_out(grad_out)
         if not self.requires_grad:
             return None
-        return self._segments(g)
+        return GradientSegments(*self._segments(g))
 
     def _check_grad_out(self, grad_out):
         g = np.asarray(grad_out)

@@ -235,11 +235,16 @@ def test_sparse_rows_validates_and_adds():
 
 
 def test_layers_do_not_follow_later_changes_to_caller_arrays():
+    # ids are copied at forward; grad_out is read-only while its gradient is pending (not summed),
+    # so a write into it raises instead of changing the update, and is allowed again once summed.
     emb = sm.Embedding.from_pretrained(np.ones((4, 2)), freeze=False)
     ids, g = np.array([0, 1, 0]), np.ones((3, 2))
     emb(ids)
     ids[:] = 3
     grad = emb.backward(g)
+    with pytest.raises(ValueError, match="read-only"):
+        g[:] = 7
+    np.testing.assert_array_equal(grad.to_dense(), [[2, 2], [1, 1], [0, 0], [0, 0]])
     g[:] = 7
     np.testing.assert_array_equal(grad.to_dense(), [[2, 2], [1, 1], [0, 0], [0, 0]])
     bag = sm.EmbeddingBag.from_pretrained(np.ones((4, 2)), freeze=False, mode="sum")
@@ -248,8 +253,60 @@ def test_layers_do_not_follow_later_changes_to_caller_arrays():
     ids[:] = 3
     offsets[:] = 0
     grad = bag.backward(gb)
+    with pytest.raises(ValueError, match="read-only"):
+        gb[:] = 7
+    np.testing.assert_array_equal(grad.to_dense(), [[2, 2], [1, 1], [0, 0], [0, 0]])
     gb[:] = 7
     np.testing.assert_array_equal(grad.to_dense(), [[2, 2], [1, 1], [0, 0], [0, 0]])
+
+
+def test_pending_gradient_locks_the_buffer_and_its_base_until_dropped():
+    emb = sm.Embedding.from_pretrained(np.ones((4, 2), np.float32), freeze=False)
+    opt = sm.optim.SGD([emb], lr=1.0)
+    buf = np.ones((5, 2), np.float32)
+    emb(np.array([0, 1, 0]))
+    emb.backward(buf[:3])  # a view: its base is locked too
+    assert not buf.flags.writeable
+    opt.step()
+    assert not buf.flags.writeable  # .grad stays readable after step, as in torch
+    opt.zero_grad()  # dropped unread: released without summing
+    assert buf.flags.writeable
+    buf[:] = 5
+    # A gradient someone still holds is summed when the layer drops it, before the release.
+    emb(np.array([0, 1, 0]))
+    held = emb.backward(buf[:3])
+    emb.zero_grad()
+    buf[:] = 9
+    np.testing.assert_array_equal(held.to_dense()[:2], [[10, 10], [5, 5]])
+    # Reassigning grad, or a second backward (accumulation sums both), releases as well.
+    emb(np.array([0, 1, 0]))
+    emb.backward(buf[:3])
+    emb.grad = None
+    assert buf.flags.writeable
+    emb.backward(buf[:3])
+    emb.backward(buf[:3])
+    assert buf.flags.writeable
+    np.testing.assert_array_equal(emb.grad.to_dense()[:2], [[36, 36], [18, 18]])
+
+
+def test_grad_out_not_a_plain_writable_array_is_copied():
+    emb = sm.Embedding.from_pretrained(np.ones((4, 2), np.float32), freeze=False)
+    emb(np.array([0, 1, 0]))
+    ro = np.ones((3, 2), np.float32)
+    ro.flags.writeable = False
+    emb.backward(ro)
+    ro.flags.writeable = True  # its owner may do this: the pending gradient has its own copy
+    ro[:] = 7
+    np.testing.assert_array_equal(emb.grad.to_dense()[:2], [[2, 2], [1, 1]])
+    emb.zero_grad()
+    raw = bytearray(np.ones((3, 2), np.float32).tobytes())
+    emb.backward(np.frombuffer(raw, np.float32).reshape(3, 2))  # memory NumPy does not own
+    raw[:] = bytes(len(raw))
+    np.testing.assert_array_equal(emb.grad.to_dense()[:2], [[2, 2], [1, 1]])
+    emb.zero_grad()
+    f64 = np.ones((3, 2))  # converted to the table's dtype: already a copy, nothing locked
+    emb.backward(f64)
+    assert f64.flags.writeable
 
 
 # --------------------------------------------------------------------------- torch's names (issue 15 §1)

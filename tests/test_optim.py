@@ -137,6 +137,46 @@ def test_fused_backward_step_equals_backward_then_step(opt_cls, dense, kw, layer
     assert results[0] == results[1]
 
 
+@pytest.mark.parametrize("opt_cls,dense,kw", CASES)
+@pytest.mark.parametrize("layer", ["embedding", "bag_mean", "bag_max"])
+def test_step_from_pending_segments_equals_step_from_summed_gradient(opt_cls, dense, kw, layer):
+    # step() runs the fused kernel on a gradient nobody read; reading .grad first sums it and
+    # step() applies the sums: same bits. Two backwards before a step accumulate, as in torch.
+    results = []
+    for mode in ("pending", "read", "accumulate_pending", "accumulate_read"):
+        if layer == "embedding":
+            emb = sm.Embedding(N, DIM, seed=7, padding_idx=2, scale_grad_by_freq=True)
+        else:
+            emb = sm.EmbeddingBag(N, DIM, mode=layer[4:], seed=7)
+        opt = opt_cls([emb], **kw)
+        for t, ids in enumerate(BATCHES, start=1):
+            opt.zero_grad()
+            for k in range(2 if mode.startswith("accumulate") else 1):
+                out = emb(ids) if layer == "embedding" else emb(ids, np.array([0, 1]))
+                g = np.random.default_rng(t).standard_normal(out.shape).astype(np.float32)
+                emb.backward(g * (k + 1))
+            if mode.endswith("read"):
+                emb.grad.values
+            opt.step()
+        results.append(emb.weight.tobytes())
+    assert results[0] == results[1]
+    assert results[2] == results[3]
+    assert results[0] != results[2]
+
+
+def test_grad_after_a_pending_step_is_the_gradient_and_steps_again():
+    emb = sm.Embedding.from_pretrained(np.zeros((4, 2), np.float32), freeze=False)
+    opt = sm.optim.SGD([emb], lr=1.0)
+    emb(np.array([0, 1, 0]))
+    g = np.ones((3, 2), np.float32)
+    emb.backward(g)
+    opt.step()
+    np.testing.assert_array_equal(emb.grad.to_dense(), [[2, 2], [1, 1], [0, 0], [0, 0]])
+    opt.step()  # torch keeps .grad after a step: a second step applies it again
+    np.testing.assert_array_equal(emb.weight, [[-4, -4], [-2, -2], [0, 0], [0, 0]])
+    assert g.flags.writeable  # summed when read: the caller's buffer is released
+
+
 def test_backward_step_checks_its_layer():
     emb, other = sm.Embedding(4, 2, seed=0), sm.Embedding(4, 2, seed=1)
     opt = sm.optim.SGD([emb], lr=0.1)

@@ -12,8 +12,11 @@ of the optimizer state stays bit-identical, and a step costs O(batch × dim) wha
 Two ways to train:
 
 - PyTorch's loop, ``opt.zero_grad(); out = layer(ids); layer.backward(g); opt.step()``: ``backward``
-  sums the rows of each id into a :class:`~sparsemb.nn.SparseRows` (kept in ``layer.grad``) and
-  ``step()`` applies it.
+  keeps the gradient in segment form (rows grouped by id, not summed: ``layer.grad`` is a
+  :class:`~sparsemb.nn.SparseRows` whose values are summed only if read) and ``step()`` runs the
+  fused kernel on it, as ``backward_step`` does. Until then ``g`` is read-only (see
+  :meth:`sparsemb.nn.Embedding.backward`). A gradient accumulated over several ``backward`` calls
+  is summed and applied as such.
 - Fused, ``out = layer(ids); opt.backward_step(layer, g)``: one kernel per optimizer goes from the
   ids and ``g`` straight to updated rows and state. Each unique row's occurrences are summed into a
   per-thread buffer and applied at once (FBGEMM's "exact" fused optimizers), so no gradient is
@@ -285,7 +288,10 @@ class Optimizer:
             hyper = self._check_hyper(group, f"param_groups[{i}]: ")
             for p in group["params"]:
                 g = p.module.grad
-                if g is not None:
+                if g is not None and g._pending is not None:
+                    # Not summed yet (a single backward): the fused kernel, as backward_step.
+                    self._apply(p, hyper, g._pending.seg)
+                elif g is not None:
                     # Already summed: every row is a segment of one occurrence, itself.
                     starts = np.arange(g.indices.size + 1, dtype=np.int64)
                     self._apply(p, hyper, (g.indices, _EMPTY_I64, starts, _EMPTY_I64,
