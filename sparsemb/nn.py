@@ -33,13 +33,48 @@ class GradientSegments(NamedTuple):
     rows: np.ndarray
 
 
+#: id -> [array, count]: the arrays pending gradients made read-only, with how many hold each, so
+#: that one buffer given to several layers (``out = a(i) + b(j)``) is shared, not copied.
+_LOCKS: dict = {}
+
+
+def _locked_by_us(a) -> bool:
+    e = _LOCKS.get(id(a))
+    return e is not None and e[0] is a
+
+
+def _lock(chain):
+    for a in chain:
+        e = _LOCKS.get(id(a))
+        if e is not None and e[0] is a:
+            e[1] += 1
+        else:
+            a.flags.writeable = False
+            _LOCKS[id(a)] = [a, 1]
+
+
+def _unlock(chain):
+    for a in chain:
+        _LOCKS[id(a)][1] -= 1
+    # Writable again, bases first (NumPy refuses a writable view of a read-only base): repeat while
+    # an array held by nobody has a writable (or no) base.
+    freed = True
+    while freed:
+        freed = False
+        for k, (a, n) in list(_LOCKS.items()):
+            if n == 0 and (not isinstance(a.base, np.ndarray) or a.base.flags.writeable):
+                a.flags.writeable = True
+                del _LOCKS[k]
+                freed = True
+
+
 class _Pending:
     """A gradient not summed yet: its segments and the caller's arrays made read-only meanwhile.
 
     The aliasing rule (see :meth:`_Table.backward`): ``rows`` may be the caller's ``grad_out``. While
     the gradient is pending, that array and every array it is a view of are read-only, so a caller
     who reuses its buffer gets a ValueError instead of a silently different update. They are made
-    writable again (those that were) when the gradient is summed (``values`` read) or dropped.
+    writable again when no pending gradient holds them: summed (``values`` read) or dropped.
     """
 
     __slots__ = ("seg", "locked")
@@ -53,29 +88,38 @@ class _Pending:
             self.release()
 
     def release(self):
-        for a in reversed(self.locked):  # bases first: a view cannot be writable over a read-only base
-            a.flags.writeable = True
-        self.locked = ()
+        locked, self.locked = self.locked, ()
+        _unlock(locked)
 
 
 def _hold(rows, grad_out):
     """``(rows, arrays made read-only)``: ``rows`` is kept as is when it is our own array or a plain
-    writable NumPy array of the caller's (then locked), and copied otherwise (memory NumPy does not
-    own, such as a tensor's or a buffer's, or an array already read-only, which its owner may make
-    writable again)."""
+    writable NumPy array of the caller's (then locked; or one another pending gradient locked), and
+    copied otherwise (memory NumPy does not own, such as a tensor's or a buffer's, or an array
+    already read-only, which its owner may make writable again)."""
     if isinstance(grad_out, np.ndarray):
         if not np.may_share_memory(rows, grad_out):
             return rows, ()  # converted or made contiguous: already a copy
     elif isinstance(grad_out, (list, tuple)):
         return rows, ()
-    chain = [rows]
-    while isinstance(chain[-1].base, np.ndarray):
-        chain.append(chain[-1].base)
-    if chain[-1].base is not None or not all(a.flags.writeable for a in chain):
+    # rows (a reshape), the array passed, and what they are views of: NumPy's ``base`` skips
+    # intermediate views, so the array passed is not always on rows' chain.
+    arrays = {}
+    for a in (rows, grad_out):
+        while isinstance(a, np.ndarray):
+            arrays.setdefault(id(a), a)
+            a = a.base
+        if a is not None:  # memory NumPy does not own (a tensor's, a buffer's)
+            return rows.copy(), ()
+    owner = [a for a in arrays.values() if a.base is None]
+    if len(owner) != 1 or not (owner[0].flags.writeable or _locked_by_us(owner[0])):
         return rows.copy(), ()
-    for a in chain:
-        a.flags.writeable = False
-    return rows, tuple(chain)
+    # The owner first; a view already read-only needs no lock: NumPy refuses to make a view
+    # writable over a read-only base, so it stays read-only at least as long as the owner.
+    held = owner + [a for a in arrays.values()
+                    if a is not owner[0] and (a.flags.writeable or _locked_by_us(a))]
+    _lock(held)
+    return rows, tuple(held)
 
 
 class SparseRows:

@@ -399,3 +399,41 @@ def test_names_and_reprs_match_torch_live():
     assert repr(sm.EmbeddingBag(10, 3, mode="sum", **kw)) == \
         repr(torch.nn.EmbeddingBag(10, 3, mode="sum", **kw))
     assert sm.Embedding(3, 2, dtype=torch.float64, device=torch.device("cpu")).weight.dtype == np.float64
+
+
+def test_one_buffer_given_to_two_layers_is_shared_and_released_when_both_are_done():
+    a = sm.Embedding.from_pretrained(np.ones((4, 2), np.float32), freeze=False)
+    b = sm.Embedding.from_pretrained(np.ones((4, 2), np.float32), freeze=False)
+    buf = np.ones((4, 2), np.float32)
+    a(np.array([0, 1, 0]))
+    b(np.array([3, 3]))
+    a.backward(buf[:3])
+    b.backward(buf[2:])
+    a.zero_grad()
+    assert not buf.flags.writeable  # b's gradient still reads it
+    b.zero_grad()
+    assert buf.flags.writeable
+    view = buf[:3]
+    a(np.array([0, 1, 0]))
+    a.backward(view)
+    b.backward(buf[2:])
+    assert not view.flags.writeable
+    a.zero_grad()
+    assert not buf.flags.writeable  # (view is a's alone: writable again, a view made earlier)
+    b.zero_grad()
+    assert buf.flags.writeable and view.flags.writeable
+    assert not sm.nn._LOCKS  # nothing left held
+
+
+def test_the_view_passed_is_locked_even_where_numpy_skips_it_as_a_base():
+    emb = sm.Embedding.from_pretrained(np.ones((4, 2), np.float32), freeze=False)
+    buf = np.ones((6, 2), np.float32)
+    v = buf[:3]  # rows' base is buf itself, not v
+    emb(np.array([0, 1, 0]))
+    emb.backward(v)  # the layer sums a reshape of v, whose base is buf
+    for target in (v, buf):
+        with pytest.raises(ValueError, match="read-only"):
+            target[0] = 2
+    emb.zero_grad()
+    v[0] = 2
+    assert buf[0, 0] == 2 and not sm.nn._LOCKS
