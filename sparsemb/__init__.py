@@ -11,6 +11,7 @@ _LAZY = {
     "Embedding": ".nn", "EmbeddingBag": ".nn", "SparseRows": ".nn",
     "Word2Vec": ".word2vec", "KeyedVectors": ".word2vec",
     "kernels": None, "optim": None, "nn": None, "word2vec": None, "reference": None,
+    "distributed": None,
 }
 
 __all__ = ["Embedding", "EmbeddingBag", "SparseRows", "Word2Vec", "KeyedVectors", "kernels", "optim",

@@ -21,3 +21,15 @@ def recorded():
     path = os.path.join(os.path.dirname(__file__), "fixtures", "gensim_word2vec.json")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A Client of one ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)`` for the
+    whole session (it takes seconds to start); skipped cleanly where dask is not installed. Tests
+    that kill a worker make their own short-lived cluster instead."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
