@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sparsemb import _io
+from sparsemb.kernels import textio
 from sparsemb.word2vec import KeyedVectors
 from sparsemb.word2vec.keyedvectors import VectorsFileEOFError, format_rows
 
@@ -172,15 +173,41 @@ def test_undecodable_key_is_a_unicode_error_naming_the_file(tmp_path):
     assert KeyedVectors.load_word2vec_format(tmp_path / "v.txt", unicode_errors="ignore").index_to_key == ["ab"]
 
 
-def test_text_matches_printf_and_round_trips():
+def _printf_lines(keys, block):
+    return "".join(f"{k} " + " ".join("%.9g" % v for v in row) + "\n" for k, row in zip(keys, block.tolist())).encode()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_text_matches_printf_and_round_trips(dtype):
     rng = np.random.default_rng(1)
-    block = (rng.standard_normal((40, 30)) * 10.0 ** rng.integers(-44, 38, (40, 30))).astype(np.float32)
-    block[0, :8] = [0, -0.0, 1e-5, 1e-4, 123456789, 1e9, 0.1, 3.4028235e38]
-    expected = "\n".join(" ".join("%.9g" % v for v in row) for row in block.tolist()).encode()
-    assert format_rows(block) == expected
-    back = np.array(format_rows(block).split(), dtype=np.float32).reshape(block.shape)
-    assert np.array_equal(back, block)
-    assert format_rows(np.array([[np.inf, np.nan]], np.float32)) == b"inf nan"
+    # Every bit pattern is as likely: subnormals, huge and tiny exponents, inf and nan included.
+    ints = np.int32 if dtype == np.float32 else np.int64
+    block = rng.integers(np.iinfo(ints).min, np.iinfo(ints).max, (60, 30), dtype=ints).view(dtype)
+    block[0, :14] = [0, -0.0, np.inf, -np.inf, np.nan, 1e-5, 1e-4, 123456789, 1e9, 0.1, 999999999.5,
+                     np.finfo(dtype).max, np.finfo(dtype).smallest_subnormal, -np.finfo(dtype).tiny]
+    # Small integers times powers of two: many have exactly ten significant digits ending in 5 (ties,
+    # which printf rounds to even) or lie next to one, where the kernel defers to Python.
+    ties = np.ldexp(rng.integers(1, 4096, 600).astype(np.float64), rng.integers(-60, 60, 600)).astype(dtype)
+    block[30:50] = ties.reshape(20, 30)
+    keys = [f"w{i}é" for i in range(len(block))]
+    digits, exps = np.empty(block.shape, np.int64), np.empty(block.shape, np.int64)
+    assert textio.decimal_digits(block, digits, exps) > 0  # the deferred path is exercised
+    text = bytes(format_rows(keys, block))
+    assert text == _printf_lines(keys, block)
+    if dtype == np.float32:  # every finite float32 comes back bit for bit (-0 included), nan as nan
+        back = np.array([line.split()[1:] for line in text.decode().splitlines()], dtype=np.float32)
+        finite = np.isfinite(block)
+        assert np.array_equal(back.view(np.int32)[finite], block.view(np.int32)[finite])
+        assert np.array_equal(np.isnan(back), np.isnan(block))
+
+
+def test_written_text_file_is_printf_lines(tmp_path):
+    rng = np.random.default_rng(2)
+    vectors = (rng.standard_normal((700, 7)) * 10.0 ** rng.integers(-6, 10, (700, 7))).astype(np.float32)
+    kv = KeyedVectors.from_arrays(vectors, [f"k{i}" for i in range(700)])  # several blocks of rows
+    kv.save_word2vec_format(tmp_path / "v.txt", prefix="p_")
+    expected = b"700 7\n" + _printf_lines([f"p_k{i}" for i in range(700)], vectors)
+    assert (tmp_path / "v.txt").read_bytes() == expected
 
 
 @pytest.mark.parametrize("binary", [False, True])

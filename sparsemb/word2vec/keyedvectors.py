@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import _io
 from .._io import atomic_write
+from ..kernels import textio as _textio
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ _EXTENDED_KEY_TYPES = (str, int, np.integer, np.ndarray)
 
 #: Bytes read from a vectors file at a time (and the size of a block of formatted text).
 CHUNK_BYTES = 1 << 20
-#: Rows formatted at a time when writing text: small enough that the work arrays stay in cache.
-TEXT_BLOCK_ROWS = 1024
+#: Numbers formatted at a time when writing text: small enough that the work arrays stay in cache.
+TEXT_BLOCK_NUMBERS = 16384
 #: Name and version written in the metadata file of :meth:`KeyedVectors.save`.
 FORMAT_NAME = "sparsemb.KeyedVectors"
 FORMAT_VERSION = 1
@@ -171,18 +172,25 @@ class KeyedVectors:
         keys = list(index_to_key)
         if vectors.ndim != 2 or vectors.shape[0] != len(keys):
             raise ValueError(f"vectors must have shape ({len(keys)}, dim) for {len(keys)} keys, got {vectors.shape}")
-        kv = cls(vectors.shape[1], 0, dtype=vectors.dtype)
-        kv.vectors = vectors
-        kv.index_to_key = keys
-        kv.key_to_index = {k: i for i, k in enumerate(keys)}
-        if len(kv.key_to_index) != len(keys):
+        key_to_index = {k: i for i, k in enumerate(keys)}
+        if len(key_to_index) != len(keys):
             raise ValueError("keys must be distinct")
-        kv.next_index = len(keys)
+        kv = cls._from_parts(vectors, keys, key_to_index)
         if counts is not None:
             counts = np.asarray(counts, dtype=np.int64)
             if counts.shape != (len(keys),):
                 raise ValueError(f"need one count per key: {len(keys)} keys, counts of shape {counts.shape}")
             kv.expandos["count"] = counts
+        return kv
+
+    @classmethod
+    def _from_parts(cls, vectors, index_to_key, key_to_index):
+        """KeyedVectors holding these very objects (no copy of the keys or of their index)."""
+        kv = cls(vectors.shape[1], 0, dtype=vectors.dtype)
+        kv.vectors = vectors
+        kv.index_to_key = index_to_key
+        kv.key_to_index = key_to_index
+        kv.next_index = len(index_to_key)
         return kv
 
     def __str__(self):
@@ -966,24 +974,21 @@ class KeyedVectors:
             ints += 1
         if ints:
             order = np.concatenate([np.arange(ints), order[order >= ints]])
-        keys = [f"{prefix}{self.index_to_key[i]}" for i in order]
-        for key in keys:
-            if not key or len(key.split()) != 1 or key.split()[0] != key:
-                raise ValueError(f"key {key!r} cannot be stored in a word2vec file (empty or has whitespace)")
         if (len(self.index_to_key), self.vector_size) != self.vectors.shape:
             raise ValueError(f"vectors of shape {self.vectors.shape} for {len(self.index_to_key)} keys")
+        _check_keys(self.index_to_key, prefix)
         opener = _io.atomic_append if append else atomic_write
         if fvocab is not None:
-            counts = np.asarray(self.expandos[sort_attr])[order]
+            counts = np.asarray(self.expandos[sort_attr])
             with opener(fvocab) as vout:
-                for block in range(0, len(keys), 65536):
-                    vout.write("".join(f"{k} {c}\n" for k, c in zip(keys[block : block + 65536],
-                                                                     counts[block : block + 65536].tolist()))
-                               .encode("utf-8"))
+                for lo in range(0, len(order), 65536):
+                    idx = order[lo : lo + 65536]
+                    vout.write("".join(f"{k} {c}\n" for k, c in zip(_block_keys(self.index_to_key, idx, prefix),
+                                                                     counts[idx].tolist())).encode("utf-8"))
         with opener(fname) as fout:
             if write_header:
                 fout.write(f"{total_vec} {self.vector_size}\n".encode("utf-8"))
-            _write_rows(fout, keys, self.vectors, order, binary)
+            _write_rows(fout, self.index_to_key, self.vectors, order, binary, prefix)
 
     @classmethod
     def load_word2vec_format(cls, fname, fvocab=None, binary=False, encoding="utf8", unicode_errors="strict",
@@ -1035,9 +1040,9 @@ class KeyedVectors:
             counts = _read_vocab_file(os.fspath(fvocab), encoding, unicode_errors)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, Integral) or limit < 0):
             raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
-        keys, vectors = _read_vectors_file(fname, binary, encoding, unicode_errors, limit, np.dtype(datatype),
-                                           no_header)
-        kv = cls.from_arrays(vectors, keys)
+        keys, key_to_index, vectors = _read_vectors_file(fname, binary, encoding, unicode_errors, limit,
+                                                         np.dtype(datatype), no_header)
+        kv = cls._from_parts(vectors, keys, key_to_index)
         if counts is None:
             kv.expandos["count"] = np.arange(len(keys), 0, -1, dtype=np.int64)
         else:
@@ -1350,7 +1355,7 @@ def _read_vectors_file(path, binary, encoding, errors, limit, dtype, no_header):
         warnings.warn(f"{path}: {duplicates} repeated words; keeping the first vector of each")
     if filled != rows:
         vectors.resize((filled, dim), refcheck=False)
-    return keys, vectors
+    return keys, key_to_index, vectors
 
 
 def _truncated(path, msg):
@@ -1392,9 +1397,9 @@ def _read_binary(fin, path, n, dim, dtype, errors, encoding, check_tail):
             pos = space + 1 + width
             i += 1
         if keys:
-            raw = np.frombuffer(buf, dtype=np.uint8)
-            idx = np.asarray(starts, dtype=np.intp)[:, None] + np.arange(width, dtype=np.intp)
-            block = raw[idx].view("<f4").reshape(len(keys), dim)
+            # Rows of a sliding window over the buffer are views: indexing them copies just the vectors.
+            windows = np.lib.stride_tricks.sliding_window_view(np.frombuffer(buf, dtype=np.uint8), width)
+            block = windows[np.asarray(starts, dtype=np.intp)].view("<f4")
             yield keys, block.astype(dtype, copy=False)
         if i < n:
             more = fin.read(max(CHUNK_BYTES, width + 1))
@@ -1444,116 +1449,81 @@ def _read_text(fin, path, n, dim, dtype, errors, encoding, first_line):
         yield keys, block.astype(dtype, copy=False)
 
 
-def _write_rows(fout, keys, vectors, order, binary):
-    """Write rows ``order`` of ``vectors`` with ``keys`` (already in that order), a block at a time."""
-    rows = TEXT_BLOCK_ROWS if not binary else max(1, CHUNK_BYTES // (4 * max(1, vectors.shape[1])))
+def _check_keys(index_to_key, prefix):
+    """Raise ValueError naming the first key (as written, with ``prefix``) that cannot be stored: empty,
+    or with whitespace."""
+    for lo in range(0, len(index_to_key), 16384):
+        block = _as_written(index_to_key[lo : lo + 16384], prefix)
+        text = "\n".join(block)
+        tokens = text.split()
+        # Each key is one token exactly when the token count and the non-whitespace length agree.
+        if len(tokens) != len(block) or sum(map(len, tokens)) != len(text) - len(block) + 1:
+            for key in block:
+                if not key or len(key.split()) != 1 or key.split()[0] != key:
+                    raise ValueError(f"key {key!r} cannot be stored in a word2vec file (empty or has whitespace)")
+
+
+def _block_keys(index_to_key, idx, prefix):
+    """The keys of rows ``idx`` as written: ``prefix`` and the key as text."""
+    return _as_written([index_to_key[i] for i in idx.tolist()], prefix)
+
+
+def _as_written(keys, prefix):
+    if not set(map(type, keys)) <= {str}:
+        keys = [str(k) for k in keys]
+    return [prefix + k for k in keys] if prefix else keys
+
+
+def _write_rows(fout, index_to_key, vectors, order, binary, prefix):
+    """Write rows ``order`` of ``vectors`` with their keys (``prefix`` prepended), a block at a time."""
+    dim = max(1, vectors.shape[1])
+    rows = max(1, (CHUNK_BYTES // (4 * dim)) if binary else TEXT_BLOCK_NUMBERS // dim)
     for lo in range(0, len(order), rows):
         idx = order[lo : lo + rows]
         if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
             block = vectors[idx[0] : idx[-1] + 1]
         else:
             block = vectors[idx]
-        block_keys = [k.encode("utf-8") for k in keys[lo : lo + rows]]
+        keys = _block_keys(index_to_key, idx, prefix)
         if binary:
             data = np.ascontiguousarray(block, dtype="<f4")
             width = 4 * data.shape[1]
             raw = data.tobytes()
-            fout.write(b"".join(k + b" " + raw[j * width : (j + 1) * width] + b"\n"
-                                for j, k in enumerate(block_keys)))
+            fout.write(b"".join(k.encode("utf-8") + b" " + raw[j * width : (j + 1) * width] + b"\n"
+                                for j, k in enumerate(keys)))
         else:
-            lines = format_rows(block).split(b"\n")
-            fout.write(b"".join(k + b" " + line + b"\n" for k, line in zip(block_keys, lines)))
+            fout.write(format_rows(keys, block))
 
 
-_POW10 = 10.0 ** np.arange(-64, 65)
-_QUAD = np.array([b"%04d" % i for i in range(10000)]).view(np.uint32)  # 0000..9999 as 4 ASCII bytes
-_TRAILING_ZEROS = np.array([4] + [len(b"%04d" % i) - len((b"%04d" % i).rstrip(b"0")) for i in range(1, 10000)],
-                           dtype=np.int64)
+def format_rows(keys, block):
+    """Text lines ``key v1 ... vdim`` of a block of rows, each number as ``"%.9g"`` writes it (so
+    float32 round-trips exactly).
 
-
-def _mantissa(a, e):
-    """``a * 10**(8 - e)`` with an exact power of ten (a multiply, or a divide for negative powers)."""
-    k = 8 - e
-    return np.where(k >= 0, a * _POW10[64 + np.clip(k, 0, 64)], a / _POW10[64 + np.clip(-k, 0, 64)])
-
-
-def format_rows(block):
-    """Text of a block of rows as ``"%.9g"`` would write each number (so float32 round-trips exactly).
-
-    Vectorised: each number's nine significant digits are computed in float64 (an exact power of ten,
-    one rounding), laid out in a fixed template of byte columns (sign, leading zeros, digits with a
-    decimal-point slot after each, exponent), and the unused slots dropped; a number is printed as
-    ``%g`` does, positionally for exponents in [-4, 9) and in scientific notation otherwise, with
-    trailing zeros removed.
+    Compiled (:mod:`sparsemb.kernels.textio`): digits in float64 with the rare number too close to a
+    rounding boundary settled by Python's own formatting, so the text is printf's byte for byte.
 
     Parameters
     ----------
+    keys : list of str, one per row
+        Without whitespace (not checked here).
     block : ndarray, shape (rows, dim), float
 
     Returns
     -------
-    bytes
-        ``rows`` lines of ``dim`` numbers separated by spaces, the last line without its newline.
+    ndarray of uint8
+        The UTF-8 lines, each ending with a newline (a buffer ``write`` accepts).
     """
     block = np.asarray(block)
-    r, d = block.shape
-    x = block.astype(np.float64).ravel()
-    if not np.isfinite(x).all():  # inf and nan: rare; printf's spelling, one number at a time
-        return "\n".join(" ".join("%.9g" % v for v in row) for row in block.tolist()).encode()
-    n = x.size
-    neg = np.signbit(x)
-    a = np.abs(x)
-    zero = a == 0
-    e = np.floor(np.log10(np.where(zero, 1.0, a))).astype(np.int64)
-    m = np.rint(_mantissa(a, e))
-    # log10 can be off by one next to a power of ten: the nine digits say which decade is right.
-    high = m >= 1e9
-    if high.any():
-        e[high] += 1
-        m[high] = np.rint(_mantissa(a[high], e[high]))
-    low = (m < 1e8) & ~zero
-    if low.any():
-        e[low] -= 1
-        m[low] = np.rint(_mantissa(a[low], e[low]))
-    e[zero] = 0
-    lead = np.floor(m * 1e-8)
-    rest = m - lead * 1e8
-    mid = np.floor(rest * 1e-4)
-    last = (rest - mid * 1e4).astype(np.intp)
-    mid = mid.astype(np.intp)
-    digits = np.empty((9, n), np.uint8)
-    digits[0] = lead.astype(np.uint8) + 48
-    digits[1:5] = _QUAD[mid].view(np.uint8).reshape(n, 4).T
-    digits[5:9] = _QUAD[last].view(np.uint8).reshape(n, 4).T
-    tz = _TRAILING_ZEROS[last]
-    tz = np.where(tz == 4, 4 + _TRAILING_ZEROS[mid], tz)
-    sig = 9 - tz  # significant digits once trailing zeros go
-    sig[zero] = 1
-    sci = (e < -4) | (e >= 9)
-    pos = ~sci
-    # Column layout: sign | "0.000" for exponents -1..-4 | d0 . d1 . ... d8 | e +/- x x | separator
-    out = np.zeros((28, n), np.uint8)
-    out[0][neg] = ord("-")
-    small = pos & (e < 0)
-    out[1][small] = ord("0")
-    out[2][small] = ord(".")
-    for z in range(3):
-        out[3 + z][small & (z < -e - 1)] = ord("0")
-    point_after = np.where(sci, 0, e)
-    point_after = np.where((sig > point_after + 1) & ~small, point_after, -1)
-    for i in range(9):
-        keep = (i < sig) | (pos & (i <= e))
-        np.multiply(digits[i], keep, out=out[6 + 2 * i])
-        if i < 8:
-            out[7 + 2 * i][point_after == i] = ord(".")
-    if sci.any():
-        es = e[sci]
-        ae = np.abs(es)
-        out[23][sci] = ord("e")
-        out[24][sci] = np.where(es < 0, ord("-"), ord("+"))
-        out[25][sci] = ae // 10 + 48
-        out[26][sci] = ae % 10 + 48
-    sep = out[27].reshape(r, d)
-    sep[:] = ord(" ")
-    sep[:, -1] = ord("\n")
-    return out.T.tobytes().translate(None, b"\0")[:-1]
+    if block.dtype not in (np.float32, np.float64):
+        block = block.astype(np.float64)
+    block = np.ascontiguousarray(block)
+    key_bytes = np.frombuffer(("\n".join(keys) + "\n").encode("utf-8"), dtype=np.uint8)
+    digits = np.empty(block.shape, np.int64)
+    exps = np.empty(block.shape, np.int64)
+    if _textio.decimal_digits(block, digits, exps):
+        for r, j in zip(*np.nonzero(digits == _textio.UNSETTLED)):
+            text = "%.8e" % abs(float(block[r, j]))  # d.dddddddde+XX, correctly rounded
+            digits[r, j] = int(text[0] + text[2:10])
+            exps[r, j] = int(text[11:])
+    out = np.empty(_textio.buffer_size(key_bytes.size, *block.shape), np.uint8)
+    return out[: _textio.write_lines(key_bytes, block, digits, exps, out)]
