@@ -65,37 +65,47 @@ class Push(NamedTuple):
     values: np.ndarray
 
 
-def _seeded_rows(spec, index, seed):
-    """This shard's rows of the table the local layer draws with ``seed``: the same N(0, 1) stream,
-    drawn in chunks of rows (the same numbers as in one call), keeping the rows placed here."""
+def _chunks(n):
+    for a in range(0, n, CHUNK_ROWS):
+        yield a, min(a + CHUNK_ROWS, n)
+
+
+def own_ids(spec, index) -> np.ndarray:
+    """The ids placed on shard ``index``, sorted (int64)."""
+    return np.concatenate([a + np.flatnonzero(shard_of(np.arange(a, b), spec.num_shards) == index)
+                           for a, b in _chunks(spec.num_embeddings)])
+
+
+def _draw_rows(spec, index, seed, weight):
+    """Fill ``weight`` with this shard's rows of the table the local layer draws with ``seed``: the
+    same N(0, 1) stream, drawn a chunk of rows at a time (the same numbers as in one call), keeping
+    the rows placed here. Memory beyond the shard's own rows: one chunk."""
     rng = np.random.default_rng(seed)
-    dt = np.dtype(spec.dtype)
-    buf = np.empty((CHUNK_ROWS, spec.embedding_dim), dtype=dt)
-    ids, parts = [], []
-    for a in range(0, spec.num_embeddings, CHUNK_ROWS):
-        b = min(a + CHUNK_ROWS, spec.num_embeddings)
-        rng.standard_normal(out=buf[: b - a], dtype=dt)
+    buf = np.empty((CHUNK_ROWS, spec.embedding_dim), dtype=weight.dtype)
+    at = 0
+    for a, b in _chunks(spec.num_embeddings):
+        rng.standard_normal(out=buf[: b - a], dtype=weight.dtype)
         here = np.flatnonzero(shard_of(np.arange(a, b), spec.num_shards) == index)
-        ids.append(here + a)
-        parts.append(buf[here])
-    return np.concatenate(ids), np.concatenate(parts)
+        weight[at:at + here.size] = buf[here]
+        at += here.size
 
 
-def _checkpoint_rows(spec, index, path, files):
-    """This shard's rows and state arrays from a checkpoint saved with any number of shards: each
-    saved shard's ids are read (memory-mapped) and the rows placed here under the new count taken."""
-    ids, weight, state = [], [], {}
+def _read_checkpoint(spec, index, path, files, ids, weight):
+    """Fill ``weight`` with the rows of ``ids`` (this shard's) from a checkpoint saved with any number
+    of shards, and return their state arrays: each saved shard's ids are read (memory-mapped) and the
+    rows placed here under the new count copied to their positions."""
+    state = {}
     for entry in files:
         old = np.load(os.path.join(path, entry["ids"]), mmap_mode="r")
         here = np.flatnonzero(shard_of(old, spec.num_shards) == index)
-        ids.append(np.asarray(old[here]))
-        weight.append(np.load(os.path.join(path, entry["weight"]), mmap_mode="r")[here])
+        at = np.searchsorted(ids, old[here])
+        weight[at] = np.load(os.path.join(path, entry["weight"]), mmap_mode="r")[here]
         for key, name in entry["state"].items():
-            state.setdefault(key, []).append(np.load(os.path.join(path, name), mmap_mode="r")[here])
-    ids = np.concatenate(ids)
-    order = np.argsort(ids, kind="stable")
-    return (ids[order], np.concatenate(weight)[order],
-            {k: np.concatenate(v)[order] for k, v in state.items()})
+            a = np.load(os.path.join(path, name), mmap_mode="r")
+            if key not in state:
+                state[key] = np.empty((ids.size,) + a.shape[1:], dtype=a.dtype)
+            state[key][at] = a[here]
+    return state
 
 
 class Shard:
@@ -115,27 +125,23 @@ class Shard:
     def __init__(self, spec: TableSpec, index: int, fill: tuple):
         self.spec = spec
         self.index = index
-        dt = np.dtype(spec.dtype)
         self._restored = None
-        if fill[0] == "seed":
-            self.ids, weight = _seeded_rows(spec, index, fill[1])
-            if spec.padding_idx >= 0:
-                weight[self.ids == spec.padding_idx] = 0
-        elif fill[0] == "zeros":
-            self.ids = np.concatenate([a + np.flatnonzero(shard_of(np.arange(a, min(
-                a + CHUNK_ROWS, spec.num_embeddings)), spec.num_shards) == index)
-                for a in range(0, spec.num_embeddings, CHUNK_ROWS)])
-            weight = np.zeros((self.ids.size, spec.embedding_dim), dtype=dt)
-        else:
-            _, path, files, name = fill
-            self.ids, weight, state = _checkpoint_rows(spec, index, path, files)
-            if name is not None:
-                self._restored = (name, state)
+        self.ids = own_ids(spec, index)
         self.n = self.ids.size
         # A table needs a row: an empty shard (tiny table, many shards) keeps one no id maps to.
-        table = np.zeros((max(self.n, 1), spec.embedding_dim), dtype=dt)
-        table[: self.n] = weight
-        self.table = Embedding(table.shape[0], spec.embedding_dim, _weight=table)
+        weight = np.zeros((max(self.n, 1), spec.embedding_dim), dtype=np.dtype(spec.dtype))
+        if fill[0] == "seed":
+            _draw_rows(spec, index, fill[1], weight)
+            if spec.padding_idx >= 0 and self.n:
+                at = np.searchsorted(self.ids, spec.padding_idx)
+                if at < self.n and self.ids[at] == spec.padding_idx:
+                    weight[at] = 0
+        elif fill[0] == "checkpoint":
+            _, path, files, name = fill
+            state = _read_checkpoint(spec, index, path, files, self.ids, weight)
+            if name is not None:
+                self._restored = (name, state)
+        self.table = Embedding(weight.shape[0], spec.embedding_dim, _weight=weight)
         self.optimizer = None
 
     def _local(self, ids):
@@ -155,6 +161,7 @@ class Shard:
             state = self.optimizer.state[next(self.table.parameters())]
             for key, a in arrays.items():
                 state[key][: self.n] = a
+            del arrays
         self._restored = None
 
     def exchange(self, pushes, pull):
@@ -190,8 +197,9 @@ class Shard:
         state = {}
         if self.optimizer is not None:
             s = self.optimizer.state[next(self.table.parameters())]
-            state = {k: v[: self.n].copy() for k, v in s.items() if k != "step"}
-        return self.ids, self.table.weight[: self.n].copy(), state
+            state = {k: v[: self.n] for k, v in s.items() if k != "step"}
+        # Views, not copies: a big shard is written (save) or sent without a second copy of it.
+        return self.ids, self.table.weight[: self.n], state
 
     def nbytes(self) -> int:
         """Bytes of rows, ids and optimizer state held here."""
