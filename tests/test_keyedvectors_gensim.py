@@ -201,13 +201,20 @@ def test_text_matches_printf_and_round_trips(dtype):
         assert np.array_equal(np.isnan(back), np.isnan(block))
 
 
-def test_written_text_file_is_printf_lines(tmp_path):
+@pytest.mark.parametrize("sort", ["descending", "shuffled"])
+def test_written_text_file_is_printf_lines(tmp_path, sort):
     rng = np.random.default_rng(2)
-    vectors = (rng.standard_normal((700, 7)) * 10.0 ** rng.integers(-6, 10, (700, 7))).astype(np.float32)
-    kv = KeyedVectors.from_arrays(vectors, [f"k{i}" for i in range(700)])  # several blocks of rows
-    kv.save_word2vec_format(tmp_path / "v.txt", prefix="p_")
-    expected = b"700 7\n" + _printf_lines([f"p_k{i}" for i in range(700)], vectors)
-    assert (tmp_path / "v.txt").read_bytes() == expected
+    n = 5000  # several blocks of rows
+    vectors = (rng.standard_normal((n, 7)) * 10.0 ** rng.integers(-6, 10, (n, 7))).astype(np.float32)
+    counts = np.arange(n, 0, -1) // 3  # ties: kept in row order, as gensim's stable sort does
+    if sort == "shuffled":
+        counts = rng.permutation(counts)
+    kv = KeyedVectors.from_arrays(vectors, [f"k{i}" for i in range(n)], counts=counts)
+    kv.save_word2vec_format(tmp_path / "v.txt", tmp_path / "vocab.txt", prefix="p_")
+    order = np.argsort(-counts, kind="stable")
+    assert (tmp_path / "v.txt").read_bytes() == f"{n} 7\n".encode() + _printf_lines([f"p_k{i}" for i in order],
+                                                                                   vectors[order])
+    assert (tmp_path / "vocab.txt").read_text() == "".join(f"p_k{i} {counts[i]}\n" for i in order)
 
 
 @pytest.mark.parametrize("binary", [False, True])

@@ -960,19 +960,20 @@ class KeyedVectors:
         fname = os.fspath(fname)
         if total_vec is None:
             total_vec = len(self.index_to_key)
+        order = range(len(self.index_to_key))  # rows already in the order to write: no index array
         if sort_attr in self.expandos:
-            order = np.argsort(-np.asarray(self.expandos[sort_attr]), kind="stable")
-        else:
-            if fvocab is not None:
-                raise ValueError(f"Cannot store vocabulary with '{sort_attr}' because that attribute does not exist")
-            order = np.arange(len(self.index_to_key))
+            attr = np.asarray(self.expandos[sort_attr])
+            if not np.all(attr[:-1] >= attr[1:]):
+                order = np.argsort(-attr, kind="stable")
+        elif fvocab is not None:
+            raise ValueError(f"Cannot store vocabulary with '{sort_attr}' because that attribute does not exist")
         # gensim writes a leading run of int keys equal to their rows (Doc2Vec's tags) first, unsorted.
         ints = 0
         for i, key in enumerate(self.index_to_key):
             if not isinstance(key, (int, np.integer)) or key != i:
                 break
             ints += 1
-        if ints:
+        if ints and not isinstance(order, range):
             order = np.concatenate([np.arange(ints), order[order >= ints]])
         if (len(self.index_to_key), self.vector_size) != self.vectors.shape:
             raise ValueError(f"vectors of shape {self.vectors.shape} for {len(self.index_to_key)} keys")
@@ -981,10 +982,9 @@ class KeyedVectors:
         if fvocab is not None:
             counts = np.asarray(self.expandos[sort_attr])
             with opener(fvocab) as vout:
-                for lo in range(0, len(order), 65536):
-                    idx = order[lo : lo + 65536]
-                    vout.write("".join(f"{k} {c}\n" for k, c in zip(_block_keys(self.index_to_key, idx, prefix),
-                                                                     counts[idx].tolist())).encode("utf-8"))
+                for rows in _row_blocks(order, 65536):
+                    vout.write("".join(f"{k} {c}\n" for k, c in zip(_block_keys(self.index_to_key, rows, prefix),
+                                                                     counts[rows].tolist())).encode("utf-8"))
         with opener(fname) as fout:
             if write_header:
                 fout.write(f"{total_vec} {self.vector_size}\n".encode("utf-8"))
@@ -1463,9 +1463,22 @@ def _check_keys(index_to_key, prefix):
                     raise ValueError(f"key {key!r} cannot be stored in a word2vec file (empty or has whitespace)")
 
 
-def _block_keys(index_to_key, idx, prefix):
-    """The keys of rows ``idx`` as written: ``prefix`` and the key as text."""
-    return _as_written([index_to_key[i] for i in idx.tolist()], prefix)
+def _row_blocks(order, size):
+    """Blocks of ``order`` (a range or an index array), each a slice where its rows are consecutive."""
+    for lo in range(0, len(order), size):
+        idx = order[lo : lo + size]
+        if isinstance(idx, range):
+            yield slice(idx.start, idx.stop)
+        elif len(idx) and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
+            yield slice(int(idx[0]), int(idx[-1]) + 1)
+        else:
+            yield idx
+
+
+def _block_keys(index_to_key, rows, prefix):
+    """The keys of ``rows`` (a slice or an index array) as written: ``prefix`` and the key as text."""
+    keys = index_to_key[rows] if isinstance(rows, slice) else [index_to_key[i] for i in rows.tolist()]
+    return _as_written(keys, prefix)
 
 
 def _as_written(keys, prefix):
@@ -1475,16 +1488,13 @@ def _as_written(keys, prefix):
 
 
 def _write_rows(fout, index_to_key, vectors, order, binary, prefix):
-    """Write rows ``order`` of ``vectors`` with their keys (``prefix`` prepended), a block at a time."""
+    """Write rows ``order`` (a range or an index array) of ``vectors`` with their keys (``prefix``
+    prepended), a block at a time."""
     dim = max(1, vectors.shape[1])
     rows = max(1, (CHUNK_BYTES // (4 * dim)) if binary else TEXT_BLOCK_NUMBERS // dim)
-    for lo in range(0, len(order), rows):
-        idx = order[lo : lo + rows]
-        if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
-            block = vectors[idx[0] : idx[-1] + 1]
-        else:
-            block = vectors[idx]
-        keys = _block_keys(index_to_key, idx, prefix)
+    for sel in _row_blocks(order, rows):
+        block = vectors[sel]
+        keys = _block_keys(index_to_key, sel, prefix)
         if binary:
             data = np.ascontiguousarray(block, dtype="<f4")
             width = 4 * data.shape[1]
