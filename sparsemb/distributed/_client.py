@@ -32,7 +32,3 @@ def connect(client):
     except (OSError, ValueError, TypeError) as err:  # TimeoutError is an OSError
         raise SchedulerError(f"cannot reach the Dask scheduler at {client!r}: {err}") from None
 
-
-def worker_addresses(client) -> list:
-    """The addresses of the cluster's workers, sorted (the order shards are placed on them)."""
-    return sorted(client.scheduler_info(n_workers=-1)["workers"])

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import optim
+from .._config import num_threads
 from .._io import atomic_write
 from ..kernels import embedding as KE
 from ..nn import Embedding, SparseRows
@@ -116,15 +117,19 @@ class Shard:
     spec : TableSpec
     index : int
         This shard's number, in ``[0, spec.num_shards)``.
+    threads : int
+        Numba threads for this shard's kernels: its worker's thread count (a Dask worker's thread
+        budget; a larger pool on a busy machine also costs more to wake than a small step takes).
     fill : tuple
         ``("seed", seed)``: the local layer's initialisation with that seed (padding row zeroed);
         ``("zeros",)``: zeros, to be overwritten by :meth:`assign`; ``("checkpoint", path, files,
         optimizer_name)``: the rows (and that optimizer's state, if a name is given) of a checkpoint.
     """
 
-    def __init__(self, spec: TableSpec, index: int, fill: tuple):
+    def __init__(self, spec: TableSpec, index: int, threads: int, fill: tuple):
         self.spec = spec
         self.index = index
+        self.threads = max(int(threads), 1)
         self._restored = None
         self.ids = own_ids(spec, index)
         self.n = self.ids.size
@@ -168,14 +173,15 @@ class Shard:
         """Apply ``pushes`` (a list of :class:`Push`, in order), then return the rows of ``pull``
         (sorted ids placed here, or None), renormalised first when the table has a ``max_norm``:
         one message per step, so the rows pulled always reflect every step pushed before them."""
-        for p in pushes:
-            self._apply(Push(*p))
-        if pull is None:
-            return None
-        local = self._local(pull)
-        if self.spec.max_norm > 0 and local.size:
-            KE.renorm(self.table.weight, local, self.spec.max_norm, self.spec.norm_type)
-        return np.take(self.table.weight, local, axis=0)
+        with num_threads(self.threads):
+            for p in pushes:
+                self._apply(Push(*p))
+            if pull is None:
+                return None
+            local = self._local(pull)
+            if self.spec.max_norm > 0 and local.size:
+                KE.renorm(self.table.weight, local, self.spec.max_norm, self.spec.norm_type)
+            return np.take(self.table.weight, local, axis=0)
 
     def _apply(self, push):
         opt = self.optimizer
