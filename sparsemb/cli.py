@@ -7,6 +7,7 @@ are written under a temporary name and renamed, so a failed run leaves nothing b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -52,6 +53,8 @@ _EPOCHS = _number(int, 1, high=1_000_000)
 _TOPN = _number(int, 1, high=_BIG)
 _MAX_VOCAB = _number(int, 1, high=_BIG)
 _THREADS = _number(int, 1, high=1024)
+_WORKERS = _number(int, 1, high=1024)
+_SYNC_WORDS = _number(int, 1, high=_BIG)
 _SAMPLE = _number(float, 0)
 _ALPHA = _number(float, 0, strict=True)
 _MIN_ALPHA = _number(float, 0)
@@ -107,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "(faster; Ji et al. 2016); --no-shared-negatives samples per pair as gensim")
     train.add_argument("--max-vocab", type=_MAX_VOCAB, default=None, metavar="N",
                        help="prune rare words while counting beyond N distinct words (gensim's max_vocab_size)")
+    train.add_argument("--deterministic", action="store_true",
+                       help="the same vectors bit for bit for any --threads or Dask cluster")
+    train.add_argument("--sync-words", type=_SYNC_WORDS, default=None, metavar="N",
+                       help="with --deterministic or a cluster: tokens of each piece between merges "
+                            f"(default {1 << 14})")
+    cluster = train.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="train data-parallel on this Dask cluster; the corpus must be at the same path on "
+                              "every worker (needs sparsemb[distributed])")
+    cluster.add_argument("--local-cluster", type=_WORKERS, metavar="N",
+                         help="start a Dask LocalCluster of N worker processes (--threads each) and train on it")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     similar = sub.add_parser("similar", help="nearest neighbours of words")
@@ -200,12 +214,15 @@ def _train(args, parser):
         parser.error(f"argument -o/--output: must end in .bin, .txt, .vec or .npz, got {args.output!r}")
     # Before the corpus is read: a run must not end in an output it cannot write.
     _io.check_output(args.output, inputs=[args.corpus])
+    replicas = {} if args.sync_words is None else {"sync_words": args.sync_words}
     try:
-        model = Word2Vec(corpus_file=args.corpus, sg=int(args.model == "skipgram"), vector_size=args.dim,
-                         window=args.window, negative=args.negative, min_count=args.min_count,
-                         sample=args.sample, epochs=args.epochs, alpha=args.alpha, min_alpha=args.min_alpha,
-                         workers=args.threads, optimizer=args.optimizer, seed=args.seed,
-                         max_vocab_size=args.max_vocab, shared_negatives=args.shared_negatives, quiet=args.quiet)
+        with _dask_client(args) as client:
+            model = Word2Vec(corpus_file=args.corpus, sg=int(args.model == "skipgram"), vector_size=args.dim,
+                             window=args.window, negative=args.negative, min_count=args.min_count,
+                             sample=args.sample, epochs=args.epochs, alpha=args.alpha, min_alpha=args.min_alpha,
+                             workers=args.threads, optimizer=args.optimizer, seed=args.seed,
+                             max_vocab_size=args.max_vocab, shared_negatives=args.shared_negatives,
+                             quiet=args.quiet, deterministic=args.deterministic, client=client, **replicas)
     except VocabularyError as err:
         if err.min_count is None:
             raise ValueError(f"corpus {args.corpus} is empty") from None
@@ -226,6 +243,42 @@ def _train(args, parser):
         print(f"wrote {len(model.wv)} vectors of dimension {model.vector_size} to {args.output} "
               f"(last epoch loss {model.epoch_losses[-1]:.4f}; trained on {model.train_words} words "
               f"in {model.train_seconds:.2f} s, {model.train_words / model.train_seconds:.0f} words/s)")
+
+
+@contextlib.contextmanager
+def _dask_client(args):
+    """The Dask client of ``--scheduler`` or ``--local-cluster`` (closed after), or None."""
+    if args.scheduler is None and args.local_cluster is None:
+        yield None
+        return
+    flag = "--scheduler" if args.scheduler is not None else "--local-cluster"
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:  # the extra is not installed
+        raise ValueError(f"{flag} needs Dask: pip install 'sparsemb[distributed]'") from None
+    quiet = logging.ERROR if args.quiet else logging.WARNING
+    logging.getLogger("distributed").setLevel(quiet)  # Dask's loggers are at INFO: a line per event
+    if args.scheduler is not None:
+        from distributed.comm import get_address_host_port
+
+        try:  # before Client, which would spend its whole timeout on an address it cannot parse
+            get_address_host_port(args.scheduler)
+        except ValueError as err:
+            raise ValueError(f"--scheduler {args.scheduler!r}: {err} (give HOST:PORT or tcp://HOST:PORT)") from None
+        try:
+            client = Client(args.scheduler, timeout=_CONNECT_SECONDS, set_as_default=False)
+        except (OSError, ValueError, TypeError) as err:
+            raise ConnectionError(f"cannot reach the Dask scheduler at {args.scheduler!r} ({err})") from None
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=args.local_cluster, threads_per_worker=args.threads or 1, processes=True,
+                      dashboard_address=None, silence_logs=quiet) as local, Client(local, set_as_default=False) as client:
+        yield client
+
+
+#: How long ``--scheduler`` tries to reach the scheduler.
+_CONNECT_SECONDS = 10
 
 
 def _similar(args, parser):

@@ -34,6 +34,7 @@ from ..kernels import tokenizer as _tok
 from ..kernels import word2vec as _k
 from ..kernels.huffman import HuffmanTree, score_sentences
 from . import corpus as _corpus
+from . import replicas as _replicas
 from .keyedvectors import KeyedVectors
 from .vocab import RawCounts, Vocabulary, by_frequency, count_words, downsampling, effective_min_count, kept
 
@@ -47,7 +48,7 @@ _OPTIMIZERS = ("sgd", "adagrad")
 _PARAMS = ("vector_size", "window", "min_count", "sg", "hs", "negative", "sample", "alpha", "min_alpha", "epochs",
            "workers", "seed", "ns_exponent", "cbow_mean", "null_word", "sorted_vocab", "batch_words",
            "compute_loss", "comment", "max_vocab_size", "max_final_vocab", "shrink_windows", "optimizer",
-           "adagrad_eps", "shared_negatives")
+           "adagrad_eps", "shared_negatives", "deterministic", "sync_words")
 #: State saved beside the parameters (a file without it, from an earlier version, takes the default).
 _STATE = ("epoch_losses", "corpus_count", "corpus_total_words", "effective_min_count", "min_alpha_yet_reached",
           "train_count", "running_training_loss")
@@ -273,6 +274,18 @@ class Word2Vec:
         scripts/compare_gensim.py; False samples per pair as gensim and the C tool do.
     quiet : bool
         No progress bar.
+    deterministic : bool
+        Bit-identical vectors for any ``workers`` and any number of Dask workers: the corpus file is
+        cut into a fixed number of pieces, each trained on its own copy of the tables, and the copies'
+        changes are merged every ``sync_words`` tokens in a fixed order
+        (:mod:`sparsemb.word2vec.replicas` states the rule). Needs ``corpus_file``.
+    sync_words : int
+        Tokens of each piece between two merges, with ``deterministic`` or ``client``.
+    client : dask.distributed.Client, optional
+        Train data-parallel on the cluster's workers (threads): each trains its share of
+        ``corpus_file`` on its own copy of the tables, merged as with ``deterministic``. The corpus
+        file must be readable at the same path on every worker (a shared filesystem); it is checked.
+        Not saved with the model.
 
     Attributes
     ----------
@@ -302,7 +315,8 @@ class Word2Vec:
                  negative=5, ns_exponent=0.75, cbow_mean=1, hashfxn=hash, epochs=5, null_word=0, trim_rule=None,
                  sorted_vocab=1, batch_words=MAX_SENTENCE_LENGTH, compute_loss=False, callbacks=(), comment=None,
                  max_final_vocab=None, shrink_windows=True, *, optimizer="sgd", adagrad_eps=1e-10,
-                 shared_negatives=True, quiet=False):
+                 shared_negatives=True, quiet=False, deterministic=False, sync_words=_replicas.SYNC_WORDS,
+                 client=None):
         _check_int("vector_size", vector_size, 1)
         _check_int("window", window, 1, MAX_WINDOW, f" (sentences are cut at {MAX_SENTENCE_LENGTH} tokens)")
         _check_int("min_count", min_count, 0)
@@ -314,6 +328,7 @@ class Word2Vec:
         _check_float("min_alpha", min_alpha, 0)
         _check_float("ns_exponent", ns_exponent)
         _check_float("adagrad_eps", adagrad_eps, 0, strict=True)
+        _check_int("sync_words", sync_words, 1)
         _check("hs", hs, hs in (0, 1), "0 or 1")
         _check("optimizer", optimizer, optimizer in _OPTIMIZERS, f"one of {_OPTIMIZERS}")
         _check("optimizer", optimizer, not (hs and optimizer == "adagrad"), "'sgd' with hs=1")
@@ -351,6 +366,9 @@ class Word2Vec:
         self.adagrad_eps = float(adagrad_eps)
         self.shared_negatives = bool(shared_negatives)
         self.quiet = bool(quiet)
+        self.deterministic = bool(deterministic)
+        self.sync_words = int(sync_words)
+        self.client = client
         self.vocab = None
         self.wv = None
         self.syn1neg = self.syn1 = None
@@ -678,14 +696,20 @@ class Word2Vec:
         self.running_training_loss = 0.0
         quiet = self.quiet if quiet is None else quiet
         key, stream = self._source(corpus_iterable, corpus_file)
+        replicated = self.deterministic or self.client is not None
+        if replicated and key[0] != "file":
+            raise ValueError("deterministic=True and client= train from corpus_file= (a file each worker reads "
+                             "its pieces of), not from an iterable")
         _notice_compiling(quiet, _k.train_stretch)
-        if key[0] == "file":
+        tables = self._tables()
+        if replicated:
+            runner, feed = self._runner(key, tables)
+        elif key[0] == "file":
             feed = self._file_feed(key)
         else:
             feed = self._iterable_feed(key, stream, corpus_iterable, total_examples, total_words)
-        if self.rng_state.shape[0] != self.workers:
+        if not replicated and self.rng_state.shape[0] != self.workers:
             self.rng_state = _seed_states(self.seed, self.workers)
-        tables = self._tables()
         started = time.perf_counter()
         _call(callbacks, "on_train_begin", self)
         bar = tqdm(total=None if feed.tokens is None else feed.tokens * epochs, unit="word", unit_scale=True,
@@ -695,7 +719,10 @@ class Word2Vec:
             for epoch in range(epochs):
                 _call(callbacks, "on_epoch_begin", self)
                 t0 = time.perf_counter()
-                result = self._epoch(feed, epoch, tables, bar, f"{epoch + 1}/{epochs}")
+                if replicated:
+                    result = self._replicated_epoch(runner, feed, epoch, bar)
+                else:
+                    result = self._epoch(feed, epoch, tables, bar, f"{epoch + 1}/{epochs}")
                 self.epoch_losses.append(result.loss / max(result.examples, 1))
                 if self.compute_loss:
                     self.running_training_loss += result.loss
@@ -745,18 +772,21 @@ class Word2Vec:
             raise RuntimeError("the model's vectors were replaced without their vocabulary counts; "
                                "build_vocab() before training")
 
+    def _file_counts(self, key, table):
+        """(tokens in the vocabulary, raw tokens, whether the file is the vocabulary's) of a file."""
+        known = _same_source(key, self._vocab_source) if self._vocab_source else False
+        if known:
+            return self.vocab.total, self.corpus_total_words, True
+        total = 0  # a new file, or counts pruned while counting: count the words to train on first
+        for ids, _ in _corpus.encode_file(key[1], table):
+            total += ids.shape[0]
+        return total, total, False  # words outside the vocabulary are not counted by the encoder
+
     def _file_feed(self, key):
         """Per thread, a stretch of the file (equal byte ranges), read and encoded as it trains."""
         path = key[1]
         table = _corpus.WordTable.from_words(self.vocab.index_to_key)
-        known = _same_source(key, self._vocab_source) if self._vocab_source else False
-        if known:
-            total, raw = self.vocab.total, self.corpus_total_words
-        else:  # a new file, or counts pruned while counting: count the words to train on first
-            total = 0
-            for ids, _ in _corpus.encode_file(path, table):
-                total += ids.shape[0]
-            raw = total  # words outside the vocabulary are not counted by the encoder
+        total, raw, known = self._file_counts(key, table)
         offsets = _corpus.byte_ranges(path, self.workers)
         size = max(offsets[-1], 1)
         # Tokens per stretch are known only after reading it; the schedule uses the byte share (exact
@@ -830,6 +860,36 @@ class Word2Vec:
 
         return _Feed(tokens=self.vocab.total if known else None, raw=None, jobs=take,
                      producer=(produce, jobs))
+
+    def _runner(self, key, tables):
+        """The :class:`~sparsemb.word2vec.replicas.Runner` of a deterministic or data-parallel run, and
+        the feed's counts."""
+        total, raw, _ = self._file_counts(key, _corpus.WordTable.from_words(self.vocab.index_to_key))
+        tables, sampling, config = tables
+        base = list(tables[:len(_replicas.TRAINED)])
+        if self.client is not None:
+            from ..distributed import word2vec as _distributed
+            runner = _distributed.runner(self.client, key, total, self, base, tables.lockf, sampling, config)
+        else:
+            pieces = _replicas.DETERMINISTIC_PIECES
+            plan = _replicas.make_plan(key[1], pieces, total, self.sync_words)
+            states = self._replica_states(pieces)
+            group = _replicas.ReplicaGroup(plan, self.vocab.index_to_key, sampling, config, base, tables.lockf,
+                                           range(pieces), states, self.workers)
+            runner = _replicas.Runner([_replicas.Local(group)], plan, base, states)
+        return runner, _Feed(tokens=total, raw=raw, jobs=None, producer=None)
+
+    def _replica_states(self, pieces):
+        """Each piece's random state: the model's, continued, when it has one per piece."""
+        if self.rng_state.shape[0] == pieces:
+            return self.rng_state.copy()
+        return _seed_states(self.seed, pieces)
+
+    def _replicated_epoch(self, runner, feed, epoch, bar):
+        counts = runner.epoch((self._alphas(epoch, 0.0), self._alphas(epoch, 1.0)), bar.update)
+        self.rng_state = runner.states.copy()
+        tokens, loss, examples, kept = counts
+        return _EpochResult(int(tokens), float(loss), int(examples), int(kept), int(feed.raw))
 
     def _alphas(self, epoch, progress):
         """The learning rate at ``progress`` (a fraction, clipped to 1) of epoch ``epoch``, as float32."""

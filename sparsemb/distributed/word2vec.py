@@ -1,0 +1,108 @@
+"""Data-parallel word2vec on Dask: ``Word2Vec(corpus_file=..., client=client)``.
+
+Every Dask worker holds a :class:`~sparsemb.word2vec.replicas.ReplicaGroup` in an actor: copies of the
+tables for its pieces of the corpus file, trained by its threads with the same kernels as one process.
+After every period the driver gathers the changes of the rows due for a merge (one call per worker),
+sums them in piece order into the model, and sends the merged rows with the next period's call; the
+rule is :mod:`sparsemb.word2vec.replicas`'s. Pieces: one per worker thread, or with
+``deterministic=True`` the fixed number of one process, so the vectors are the same bit for bit for
+any cluster (and the same as ``deterministic=True`` in one process).
+
+The corpus file is read by the workers at the path the driver has: it must be on a filesystem every
+worker shares. Each worker checks it (same size and modification time) before training starts.
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+from distributed.comm.core import CommClosedError
+
+from ..word2vec import replicas as _replicas
+
+
+class CorpusNotSharedError(FileNotFoundError):
+    """The corpus file is missing, or another file, on a Dask worker."""
+
+
+class WorkerLostError(RuntimeError):
+    """A Dask worker holding pieces of the training went away; the model is as of the last merge."""
+
+
+def check_corpus(path, size, mtime_ns, dask_worker=None):
+    """On a worker (``client.run``): the corpus file is the driver's (raises
+    :class:`CorpusNotSharedError`)."""
+    where = dask_worker.address
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise CorpusNotSharedError(f"corpus file {path} is not readable on Dask worker {where} ({err.strerror}): "
+                                   f"the corpus must be on a filesystem every worker shares") from None
+    if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+        raise CorpusNotSharedError(f"corpus file {path} on Dask worker {where} is not the driver's ({st.st_size} "
+                                   f"bytes, not {size}, or another modification time): the corpus must be on a "
+                                   f"filesystem every worker shares")
+
+
+class GroupActor:
+    """A worker's replicas (a Dask actor): ReplicaGroup's arguments, the tables copied on arrival."""
+
+    def __init__(self, plan, words, sampling, config, base, lockf, pieces, states, threads):
+        base = [np.array(a, copy=True) for a in base]
+        self.group = _replicas.ReplicaGroup(plan, words, sampling, config, base, lockf, pieces, states, threads)
+
+    def step(self, *args):
+        return self.group.step(*args)
+
+
+class _Call(NamedTuple):
+    future: object
+    worker: str
+
+    def result(self):
+        try:
+            return self.future.result()
+        except (CommClosedError, OSError, EOFError) as err:
+            raise WorkerLostError(f"Dask worker {self.worker} was lost during training ({type(err).__name__}: "
+                                  f"{err}); the model holds the vectors of the last merge") from err
+
+
+class Remote(NamedTuple):
+    """A worker's actor, called as :class:`~sparsemb.word2vec.replicas.Local` is."""
+
+    client: object
+    future: object  # the actor lives while its future is held
+    actor: object
+    worker: str
+    pieces: list
+
+    def step(self, *args):
+        with self.client.as_current():  # the actor's proxy finds its client there, default or not
+            return _Call(self.actor.step(*args), self.worker)
+
+
+def runner(client, key, total, model, base, lockf, sampling, config):
+    """The :class:`~sparsemb.word2vec.replicas.Runner` of ``model``'s run on ``client``'s workers."""
+    workers = client.scheduler_info()["workers"]
+    if not workers:
+        raise RuntimeError(f"the Dask cluster at {client.scheduler.address} has no workers")
+    addresses = sorted(workers)
+    if model.deterministic:
+        pieces = _replicas.DETERMINISTIC_PIECES
+    else:
+        pieces = sum(workers[a]["nthreads"] for a in addresses)
+    _, path, size, mtime_ns = key
+    client.run(check_corpus, path, size, mtime_ns, workers=addresses)
+    plan = _replicas.make_plan(path, pieces, total, model.sync_words)
+    states = model._replica_states(pieces)
+    groups = []
+    for i, address in enumerate(addresses):
+        mine = list(range(i, pieces, len(addresses)))
+        if not mine:
+            continue
+        future = client.submit(GroupActor, plan, model.vocab.index_to_key, sampling, config, base, lockf, mine,
+                               states[mine], workers[address]["nthreads"], actor=True, workers=[address],
+                               allow_other_workers=False, pure=False)
+        groups.append(Remote(client, future, future.result(), address, mine))
+    return _replicas.Runner(groups, plan, base, states)
