@@ -1,0 +1,94 @@
+"""Data-parallel word2vec on a Dask LocalCluster: Word2Vec(client=...) and `sparsemb train --scheduler`."""
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from sparsemb import KeyedVectors, Word2Vec  # noqa: E402
+from sparsemb.cli import main  # noqa: E402
+from sparsemb.distributed import word2vec as dw2v  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    words = [f"w{i}" for i in range(400)]
+    p = 1.0 / np.arange(1, 401)
+    lines = [" ".join(rng.choice(words, size=rng.integers(3, 25), p=p / p.sum())) for _ in range(800)]
+    path = tmp_path_factory.mktemp("w2v") / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def _model(path, **kw):
+    args = dict(corpus_file=path, vector_size=16, min_count=1, epochs=2, quiet=True, seed=5, sync_words=1024)
+    args.update(kw)
+    return Word2Vec(**args)
+
+
+def test_deterministic_on_two_workers_equals_one_process(dask_client, corpus):
+    local = _model(corpus, workers=3, deterministic=True, sg=1)
+    remote = _model(corpus, workers=1, deterministic=True, sg=1, client=dask_client)
+    assert np.array_equal(local.wv.vectors, remote.wv.vectors)
+    assert np.array_equal(local.syn1neg, remote.syn1neg)
+    assert local.epoch_losses == remote.epoch_losses
+    assert np.array_equal(local.rng_state, remote.rng_state)
+
+
+def test_data_parallel_trains(dask_client, corpus):
+    model = _model(corpus, workers=1, client=dask_client, epochs=4)
+    hogwild = _model(corpus, workers=2, epochs=4)
+    assert np.isfinite(model.wv.vectors).all()
+    assert model.rng_state.shape == (2,)  # one piece per worker thread
+    assert model.epoch_losses[-1] < model.epoch_losses[0]
+    assert model.epoch_losses[-1] < hogwild.epoch_losses[-1] * 1.03
+    assert model.train_words == hogwild.train_words
+
+
+def test_one_worker_equals_the_single_thread_run(corpus):
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
+            distributed.Client(c) as client:
+        for kw in ({}, {"sg": 1, "optimizer": "adagrad"}):
+            remote = _model(corpus, workers=1, client=client, **kw)
+            local = _model(corpus, workers=1, **kw)
+            assert np.array_equal(remote.wv.vectors, local.wv.vectors)
+            assert np.array_equal(remote.syn1neg, local.syn1neg)
+            assert np.array_equal(remote.accum0, local.accum0)
+
+
+def test_a_corpus_a_worker_cannot_read_is_one_clear_error(dask_client, corpus, tmp_path):
+    with pytest.raises(dw2v.CorpusNotSharedError, match="not readable on Dask worker tcp://.*shares"):
+        dask_client.run(dw2v.check_corpus, str(tmp_path / "absent.txt"), 1, 1)
+    with pytest.raises(dw2v.CorpusNotSharedError, match="is not the driver's"):
+        dask_client.run(dw2v.check_corpus, corpus, 1, 1)
+
+
+def test_the_command_line_trains_on_a_scheduler(dask_client, corpus, tmp_path, capsys):
+    out = tmp_path / "v.bin"
+    address = dask_client.scheduler.address
+    assert main(["train", corpus, "-o", str(out), "--scheduler", address, "--deterministic", "--min-count", "1",
+                 "--dim", "16", "--epochs", "2", "--seed", "5", "--sync-words", "1024", "--quiet"]) == 0
+    written = KeyedVectors.load_word2vec_format(str(out), binary=True)
+    local = Word2Vec(corpus_file=corpus, vector_size=16, min_count=1, epochs=2, seed=5, sync_words=1024,
+                     deterministic=True, quiet=True, sg=0)
+    assert np.array_equal(written.vectors, local.wv.vectors)
+
+
+@pytest.mark.parametrize("address", ["nonsense", "tcp://host-without-port"])
+def test_a_bad_scheduler_address_is_one_line(corpus, tmp_path, capsys, address):
+    out = tmp_path / "v.bin"
+    assert main(["train", corpus, "-o", str(out), "--scheduler", address, "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--scheduler" in err[0] and "HOST:PORT" in err[0]
+    assert not out.exists()
+
+
+def test_an_unreachable_scheduler_is_one_line(corpus, tmp_path, capsys, monkeypatch):
+    from sparsemb import cli
+
+    monkeypatch.setattr(cli, "_CONNECT_SECONDS", 1)
+    out = tmp_path / "v.bin"
+    assert main(["train", corpus, "-o", str(out), "--scheduler", "tcp://127.0.0.1:1", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot reach the Dask scheduler" in err[0]
+    assert not out.exists()
