@@ -111,6 +111,8 @@ def test_seeded_init_zero_padding_and_checks(dask_client):
     with pytest.raises(TypeError, match="sparsemb.optim for local layers"):
         smd.SGD([sm.Embedding(5, 2)])
     emb = smd.ShardedEmbedding(6, 2, client=dask_client)
+    with pytest.raises(TypeError, match="ShardedParameter"):   # it would keep the state in the client
+        sm.optim.SGD(emb.parameters())
     opt = smd.Adagrad([emb], lr=0.1)
     with pytest.raises(NotImplementedError, match="load"):
         opt.load_state_dict(opt.state_dict())

@@ -159,11 +159,33 @@ def _check_config(cfg: _Config) -> _Config:
                         include_last_offset=bool(cfg.include_last_offset))
 
 
-class ShardedParameter(nn.Parameter):
-    """A sharded table as an optimizer sees it. ``data`` gathers the whole table (see
-    :attr:`_ShardedTable.weight`); ``shape`` and ``dtype`` do not."""
+class ShardedParameter:
+    """A sharded table as an optimizer sees it (what ``parameters()`` yields), like
+    :class:`sparsemb.nn.Parameter` but not one: a ``sparsemb.optim`` optimizer, which would keep a
+    whole-table state in the client, refuses it; ``sparsemb.distributed``'s optimizers take it.
+    ``data`` gathers the whole table (see :attr:`ShardedEmbedding.weight`); ``shape`` and ``dtype``
+    do not."""
 
-    __slots__ = ()
+    __slots__ = ("module",)
+
+    def __init__(self, module):
+        self.module = module
+
+    @property
+    def data(self) -> np.ndarray:
+        return self.module.weight
+
+    @property
+    def grad(self):
+        return self.module.grad
+
+    @property
+    def requires_grad(self) -> bool:
+        return self.module.requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        self.module.requires_grad = bool(value)
 
     @property
     def shape(self):
@@ -175,6 +197,9 @@ class ShardedParameter(nn.Parameter):
 
     def numel(self) -> int:
         return self.module.num_embeddings * self.module.embedding_dim
+
+    def __repr__(self):
+        return f"ShardedParameter of {self.module!r}, shape {self.shape}, dtype {self.dtype}"
 
 
 class _ShardedTable(nn.Module):
