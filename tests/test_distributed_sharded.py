@@ -1,5 +1,6 @@
 """Sharded tables on a 2-worker LocalCluster: equal to the local layers bit for bit (issue 13 §2, §3, §6)."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,6 +147,10 @@ def test_checkpoint_reshard_round_trip(dask_client, tmp_path):
         smd.ShardedEmbeddingBag.load(tmp_path / "ckpt", dask_client)
     with pytest.raises(FileNotFoundError, match="no sparsemb checkpoint"):
         smd.ShardedEmbedding.load(tmp_path / "nothing", dask_client)
+    shutil.copytree(tmp_path / "ckpt", tmp_path / "broken")
+    os.unlink(next(p for p in (tmp_path / "broken").iterdir() if p.name.endswith(".weight.npy")))
+    with pytest.raises(FileNotFoundError, match="weight.npy"):   # the shard's own error, as it is
+        smd.ShardedEmbedding.load(tmp_path / "broken", dask_client)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="refusing"):

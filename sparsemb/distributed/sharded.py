@@ -42,13 +42,14 @@ import time
 from typing import NamedTuple
 
 import numpy as np
+from distributed.comm.core import CommClosedError
 
 from .. import kernels as K
 from .. import nn
 from .. import optim as _optim
+from .._config import num_threads
 from .._io import atomic_write
 from ..kernels import embedding as KE
-from .._config import num_threads
 from ._client import SchedulerError, connect
 from ._shard import MANIFEST, Push, Shard, TableSpec, read_manifest, shard_of
 
@@ -281,10 +282,24 @@ class _ShardedTable(nn.Module):
                         self._lose(s, f"its actor is {self._futures[s].status} (the worker died)")
                     if time.monotonic() - start > TIMEOUT:
                         self._lose(s, f"no answer to {what} in {TIMEOUT:.0f} s")
-                except (OSError, RuntimeError) as err:
-                    # "Unable to contact Actor's worker", "Worker holding Actor was lost", a closed comm
-                    self._lose(s, f"{type(err).__name__}: {err}")
+                except Exception as err:
+                    self._failed(s, err, what)
         return out
+
+    def _failed(self, s, err, what):
+        """Shard ``s`` raised ``err`` during ``what``: lose the table if the shard is gone (Dask's
+        errors for a worker that died) or if ``err`` interrupted a step (the shards would no longer
+        agree); otherwise (a save into a directory a worker cannot write, say) re-raise ``err``."""
+        if what == "start":  # the shard's own start failed (a checkpoint file it cannot read)
+            raise err
+        gone = (isinstance(err, CommClosedError) or "Actor's worker" in str(err)
+                or "Worker holding Actor was lost" in str(err)
+                or self._futures[s].status not in ("finished", "pending"))
+        if gone:
+            self._lose(s, f"{type(err).__name__}: {err}")
+        if what == "an exchange":
+            self._lose(s, f"it failed while applying a step ({type(err).__name__}: {err})")
+        raise err
 
     def _call(self, method, per_shard, what):
         """``actor.method(*args)`` on each shard in ``per_shard`` (shard -> args), all sent at once;
@@ -294,8 +309,8 @@ class _ShardedTable(nn.Module):
         for s, args in per_shard.items():
             try:
                 futures[s] = getattr(self._actors[s], method)(*args)
-            except (OSError, RuntimeError) as err:
-                self._lose(s, f"{type(err).__name__}: {err}")
+            except Exception as err:
+                self._failed(s, err, what)
         return self._wait(futures, what)
 
     # -- the exchange: queued pushes and a pull in one message per shard -----------------------
@@ -327,8 +342,8 @@ class _ShardedTable(nn.Module):
             sent += sum(p.ids.nbytes + p.values.nbytes for p in pushes) + (0 if pull is None else pull.nbytes)
             try:
                 futures[s] = self._actors[s].exchange([tuple(p) for p in pushes], pull)
-            except (OSError, RuntimeError) as err:
-                self._lose(s, f"{type(err).__name__}: {err}")
+            except Exception as err:
+                self._failed(s, err, "an exchange")
         self._pushes = {}
         self._traffic[0] += len(futures)
         self._traffic[1] += sent
