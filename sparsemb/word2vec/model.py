@@ -286,6 +286,13 @@ class Word2Vec:
         ``corpus_file`` on its own copy of the tables, merged as with ``deterministic``. The corpus
         file must be readable at the same path on every worker (a shared filesystem); it is checked.
         Not saved with the model.
+    storage : str or os.PathLike, optional
+        A directory for the tables (``syn0.npy``, ``syn1neg.npy``, ... mapped into memory with
+        :func:`numpy.load`'s ``mmap_mode="r+"``), so that a vocabulary whose tables do not fit in
+        memory still trains: the page cache keeps the frequent words' rows. Created when the
+        vocabulary is built (after checking the disk space); files already there are refused, never
+        overwritten. A mapped file is written in place and is not a consistent snapshot after a crash:
+        :meth:`save` is. ``deterministic`` and ``client`` runs train on copies in memory.
 
     Attributes
     ----------
@@ -316,7 +323,7 @@ class Word2Vec:
                  sorted_vocab=1, batch_words=MAX_SENTENCE_LENGTH, compute_loss=False, callbacks=(), comment=None,
                  max_final_vocab=None, shrink_windows=True, *, optimizer="sgd", adagrad_eps=1e-10,
                  shared_negatives=True, quiet=False, deterministic=False, sync_words=_replicas.SYNC_WORDS,
-                 client=None):
+                 client=None, storage=None):
         _check_int("vector_size", vector_size, 1)
         _check_int("window", window, 1, MAX_WINDOW, f" (sentences are cut at {MAX_SENTENCE_LENGTH} tokens)")
         _check_int("min_count", min_count, 0)
@@ -369,6 +376,10 @@ class Word2Vec:
         self.deterministic = bool(deterministic)
         self.sync_words = int(sync_words)
         self.client = client
+        self.storage = None if storage is None else _storage_dir(storage)
+        self._storage_files = set()  # the files this model made there (build_vocab again remakes them)
+        if self.storage is not None:
+            _check_storage_free(self.storage, self._storage_files)
         self.vocab = None
         self.wv = None
         self.syn1neg = self.syn1 = None
@@ -513,6 +524,9 @@ class Word2Vec:
         raw = self._raw
         if raw is None:
             raise RuntimeError("scan a corpus first: build_vocab(), scan_vocab() or build_vocab_from_freq()")
+        if update and self.storage is not None:
+            raise ValueError(f"an online vocabulary update grows the tables, which live in files of {self.storage}: "
+                             f"not supported with storage= (train a new model on the whole corpus)")
         if update and self.vocab is None:
             raise RuntimeError("You cannot do an online vocabulary-update of a model which has no prior vocabulary. "
                                "First build the vocabulary of your model with a corpus before doing an online update.")
@@ -582,27 +596,37 @@ class Word2Vec:
         self._vocab_source = other_model._vocab_source
         self._init_tables()
 
-    def _new_vectors(self, rows, start):
-        """Rows ``start:start + rows`` of the input table: gensim 4's uniform [-1, 1) / dim."""
+    def _new_vectors(self, rows, start, out=None):
+        """Rows ``start:start + rows`` of the input table: gensim 4's uniform [-1, 1) / dim (into
+        ``out``, e.g. a mapped file, when given), drawn a block at a time: the same numbers as at once."""
         rng = np.random.default_rng(self.seed if start == 0 else [self.seed, start])
-        vec = rng.random((rows, self.vector_size), dtype=np.float32)
-        # In place (the same float32 operations as one expression): no table-sized temporaries.
-        vec *= np.float32(2.0)
-        vec -= np.float32(1.0)
-        vec /= np.float32(self.vector_size)
+        vec = np.empty((rows, self.vector_size), dtype=np.float32) if out is None else out
+        for lo in range(0, rows, _INIT_ROWS):
+            block = vec[lo:lo + _INIT_ROWS]
+            rng.random(block.shape, dtype=np.float32, out=block)
+            # In place (the same float32 operations as one expression): no table-sized temporaries.
+            block *= np.float32(2.0)
+            block -= np.float32(1.0)
+            block /= np.float32(self.vector_size)
         return vec
 
     def _init_tables(self):
         v, dim = len(self.vocab), self.vector_size
-        _check_memory(v, dim, (1 + bool(self.negative) + bool(self.hs)) * (2 if self.optimizer == "adagrad" else 1))
+        adagrad = self.optimizer == "adagrad"
+        shapes = {"syn0": (v, dim), "syn1neg": (v if self.negative else 0, dim), "syn1": (v if self.hs else 0, dim),
+                  "accum0": (v if adagrad else 0, dim), "accum1": (v if adagrad else 0, dim)}
+        if self.storage is None:
+            _check_memory(v, dim, (1 + bool(self.negative) + bool(self.hs)) * (2 if adagrad else 1))
+            tables = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
+        else:
+            tables = _mapped_tables(self.storage, shapes, self._storage_files)
         # gensim 4's initialisation (twice the C tool's spread): with the C tool's, scores on small
         # corpora were measurably below gensim's (scripts/compare_gensim.py).
-        syn0 = self._new_vectors(v, 0)
-        self.syn1neg = np.zeros((v if self.negative else 0, dim), dtype=np.float32)
-        self.syn1 = np.zeros((v if self.hs else 0, dim), dtype=np.float32)
-        shape = (v, dim) if self.optimizer == "adagrad" else (0, dim)
-        self.accum0 = np.zeros(shape, dtype=np.float32)
-        self.accum1 = np.zeros(shape, dtype=np.float32)
+        syn0 = self._new_vectors(v, 0, out=tables["syn0"])
+        if self.storage is not None:
+            syn0.flush()
+        self.syn1neg, self.syn1 = tables["syn1neg"], tables["syn1"]
+        self.accum0, self.accum1 = tables["accum0"], tables["accum1"]
         self.rng_state = _seed_states(self.seed, self.workers)
         self.wv = self._make_wv(syn0)
 
@@ -630,7 +654,7 @@ class Word2Vec:
         return np.round(weights / weights[-1] * (2**31 - 1)).astype(np.uint32)
 
     def _grow_tables(self):
-        old, v, dim = len(self.wv), len(self.vocab), self.vector_size
+        old, v, dim = len(self.wv), len(self.vocab), self.vector_size  # (not with storage: build_vocab refused)
         _check_memory(v - old, dim, 4)
 
         def grow(a, fill):
@@ -1257,6 +1281,59 @@ def _check_model_arrays(meta, arrays, model):
     for name in ("accum0", "accum1"):
         if (arrays[name] < 0).any():
             raise ValueError(f"array {name!r} (an Adagrad accumulator) has negative values")
+
+
+#: Rows of the input table drawn at a time.
+_INIT_ROWS = 1 << 16
+_TABLE_NAMES = ("syn0", "syn1neg", "syn1", "accum0", "accum1")
+
+
+def _storage_dir(storage):
+    path = os.fspath(storage)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"storage must be a directory for the tables' files, got a file: {path}")
+    return path
+
+
+def _check_storage_free(directory, ours):
+    """Refuse a storage directory holding table files this model did not make."""
+    there = [name + ".npy" for name in _TABLE_NAMES
+             if os.path.lexists(os.path.join(directory, name + ".npy")) and os.path.join(directory, name + ".npy")
+             not in ours]
+    if there:
+        raise FileExistsError(f"storage {directory} already holds {', '.join(there)}, from another model: remove "
+                              f"them or choose another directory")
+
+
+def _mapped_tables(directory, shapes, ours):
+    """The tables as new ``.npy`` files mapped from ``directory`` (tables without rows stay in memory),
+    replacing those of ``ours`` (the model's own, a set updated here); every check first, and a
+    failure removes what this call created."""
+    from .. import _storage
+
+    _check_storage_free(directory, ours)
+    files = {name: os.path.join(directory, name + ".npy") for name, shape in shapes.items() if shape[0]}
+    os.makedirs(directory, exist_ok=True)
+    for p in ours:
+        os.remove(p)
+    ours.clear()
+    _storage.check_space([(files[name], shapes[name], np.float32) for name in files])
+    tables = {}
+    try:
+        for name, shape in shapes.items():
+            if name in files:
+                tables[name] = _storage.open_array(files[name], shape, np.float32)
+                ours.add(files[name])
+            else:
+                tables[name] = np.zeros(shape, dtype=np.float32)
+    except BaseException:
+        tables.clear()
+        for p in ours:
+            with contextlib.suppress(OSError):
+                os.remove(p)
+        ours.clear()
+        raise
+    return tables
 
 
 def _available_memory() -> int:
