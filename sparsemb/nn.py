@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _storage
 from . import kernels as K
 from .kernels import bag as B
 
@@ -272,6 +273,26 @@ def _check_weight(weight, num_embeddings, embedding_dim, dtype):
     return weight
 
 
+def _pretrained(embeddings, copy, freeze):
+    """The table ``from_pretrained`` keeps: a C-ordered copy, or with ``copy=False`` the array itself
+    (a memmap stays mapped), which must then be usable as it is."""
+    if copy:
+        return np.array(K.as_table(embeddings, "embeddings"), copy=True, order="C")
+    if not isinstance(embeddings, np.ndarray):
+        raise TypeError(f"from_pretrained(copy=False) keeps a NumPy array (or np.memmap) as the table, "
+                        f"got {type(embeddings).__name__}")
+    if embeddings.ndim == 2 and not embeddings.flags.c_contiguous:
+        raise ValueError("from_pretrained(copy=False) needs a C-contiguous table (the layer uses it in "
+                         "place); pass np.ascontiguousarray(embeddings) or copy=True")
+    K.as_table(embeddings, "embeddings")  # the shape and dtype (C-contiguous: nothing copied)
+    w = embeddings
+    if not freeze and not w.flags.writeable:
+        raise ValueError("embeddings is read-only (mapped with mmap_mode='r'?), so it cannot be "
+                         "trained: pass freeze=True, map it with mmap_mode='r+', or copy=True")
+    _storage.advise(w, "random")  # rows are read at random: see _storage.open_array
+    return w
+
+
 class IncompatibleKeys(NamedTuple):
     """What :meth:`Module.load_state_dict` returns, as torch's ``_IncompatibleKeys``."""
 
@@ -528,7 +549,7 @@ class _Table(Module):
     """What Embedding and EmbeddingBag share: the table, its options, gradient bookkeeping."""
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
-                 scale_grad_by_freq, sparse, _weight, freeze, device, dtype, seed):
+                 scale_grad_by_freq, sparse, _weight, freeze, device, dtype, seed, storage=None):
         _check_device(device)
         if int(num_embeddings) < 1 or int(embedding_dim) < 1:
             raise ValueError(
@@ -544,7 +565,13 @@ class _Table(Module):
         # Gradients here are always row-sparse; ``sparse`` is kept for torch's repr and code.
         self.sparse = bool(sparse)
         self._rng = np.random.default_rng(seed)
-        if _weight is None:
+        if storage is not None:
+            if _weight is not None:
+                raise ValueError("pass either _weight or storage, not both")
+            # Created as the in-RAM table would be (same draws, bit for bit), or reopened as stored.
+            self.weight = _storage.open_array(storage, (self.num_embeddings, self.embedding_dim),
+                                              _check_dtype(dtype), init=self._draw)
+        elif _weight is None:
             self.weight = np.empty((self.num_embeddings, self.embedding_dim), dtype=_check_dtype(dtype))
             self.reset_parameters()
         else:
@@ -559,9 +586,19 @@ class _Table(Module):
 
         The draws continue the layer's generator (seeded by ``seed``), so a re-draw differs from the
         first while the whole sequence is reproducible."""
-        self._rng.standard_normal(out=self.weight, dtype=self.weight.dtype)
+        self._draw(self.weight)
+
+    def _draw(self, weight):
+        self._rng.standard_normal(out=weight, dtype=weight.dtype)
         if self.padding_idx is not None:
-            self.weight[self.padding_idx] = 0
+            weight[self.padding_idx] = 0
+
+    def flush(self):
+        """Write a mapped table's changed pages to its file (``msync``); nothing for a table in RAM.
+
+        A mapped file is written in place and is not a consistent snapshot after a crash: use
+        :func:`sparsemb.checkpoint` for that."""
+        _storage.flush(self.weight)
 
     def _own_parameters(self):
         return (("weight", self._param),)
@@ -577,6 +614,9 @@ class _Table(Module):
 
     def _renorm(self, flat):
         if self.max_norm is not None and flat.size:
+            if not self.weight.flags.writeable:
+                raise ValueError("max_norm rescales looked-up rows in place, but the weight is "
+                                 "read-only (mapped with mmap_mode='r'?)")
             K.embedding.renorm(self.weight, np.unique(flat), self.max_norm, self.norm_type)
 
     @property
@@ -711,6 +751,12 @@ class Embedding(_Table):
         NumPy or torch dtype.
     seed : int, optional, keyword only
         Seed for the N(0, 1) initialisation.
+    storage : str or os.PathLike, optional, keyword only
+        Keep the table in this ``.npy`` file, memory-mapped, for tables larger than memory. A missing
+        file is created (after checking the free disk space) and drawn exactly as the in-RAM table
+        with the same ``seed`` (bit for bit); an existing one is reopened as stored (not redrawn,
+        padding row not zeroed) after checking its shape and dtype. Optimizers then keep their
+        state in files next to it. See :func:`sparsemb._storage.open_array` for the rules and errors.
 
     The positional order is torch's: ``Embedding(num_embeddings, embedding_dim, padding_idx,
     max_norm, norm_type, scale_grad_by_freq, sparse, _weight, _freeze, device, dtype)``.
@@ -718,23 +764,29 @@ class Embedding(_Table):
     Attributes
     ----------
     weight : ndarray, shape (num_embeddings, embedding_dim)
+        An ``np.memmap`` with ``storage``.
     grad : SparseRows or None
         Sum of the gradients since the last ``zero_grad()``.
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None,
                  norm_type=2.0, scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False,
-                 device=None, dtype=None, *, seed=None):
+                 device=None, dtype=None, *, seed=None, storage=None):
         super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
-                         scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed)
+                         scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed, storage)
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None,
-                        norm_type=2.0, scale_grad_by_freq=False, sparse=False):
+                        norm_type=2.0, scale_grad_by_freq=False, sparse=False, *, copy=True):
         """An Embedding holding a copy of ``embeddings`` (2-D float32/float64; its padding row is left
-        as given). torch's layer shares the tensor instead; here a later change to ``embeddings``
-        never reaches the layer."""
-        w = np.array(K.as_table(embeddings, "embeddings"), copy=True, order="C")
+        as given): a later change to ``embeddings`` never reaches the layer.
+
+        With ``copy=False`` the layer keeps ``embeddings`` itself, as torch's layer shares its
+        tensor: a C-contiguous NumPy array or ``np.memmap`` (``np.load(path, mmap_mode="r+")``
+        trains a table in a file; ``mmap_mode="r"`` serves one read-only, with ``freeze=True``).
+        An array that would need converting raises instead of being copied silently (ValueError,
+        TypeError), as does a read-only one with ``freeze=False``."""
+        w = _pretrained(embeddings, copy, freeze)
         return cls(w.shape[0], w.shape[1], padding_idx, max_norm, norm_type, scale_grad_by_freq,
                    sparse, w, freeze)
 
@@ -782,7 +834,7 @@ class EmbeddingBag(_Table):
 
     Parameters
     ----------
-    num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, dtype, seed
+    num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, dtype, seed, storage
         As :class:`Embedding`. Padding ids are left out of sums, maxes and the mean's count.
     mode : {"sum", "mean", "max"}
     sparse, _weight, device
@@ -793,28 +845,29 @@ class EmbeddingBag(_Table):
 
     The positional order is torch's: ``EmbeddingBag(num_embeddings, embedding_dim, max_norm,
     norm_type, scale_grad_by_freq, mode, sparse, _weight, include_last_offset, padding_idx, device,
-    dtype)``; ``seed`` is keyword only.
+    dtype)``; ``seed`` and ``storage`` are keyword only.
     """
 
     def __init__(self, num_embeddings, embedding_dim, max_norm=None, norm_type=2.0,
                  scale_grad_by_freq=False, mode="mean", sparse=False, _weight=None,
                  include_last_offset=False, padding_idx=None, device=None, dtype=None, *,
-                 seed=None, _freeze=False):
+                 seed=None, _freeze=False, storage=None):
         if mode not in _MODES:
             raise ValueError(f"mode must be 'sum', 'mean' or 'max', got {mode!r}")
         if scale_grad_by_freq and mode == "max":
             raise ValueError("scale_grad_by_freq is not supported with mode='max'")
         super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
-                         scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed)
+                         scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed, storage)
         self.mode = mode
         self.include_last_offset = bool(include_last_offset)
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze=True, max_norm=None, norm_type=2.0,
                         scale_grad_by_freq=False, mode="mean", sparse=False,
-                        include_last_offset=False, padding_idx=None):
-        """An EmbeddingBag holding a copy of ``embeddings`` (see :meth:`Embedding.from_pretrained`)."""
-        w = np.array(K.as_table(embeddings, "embeddings"), copy=True, order="C")
+                        include_last_offset=False, padding_idx=None, *, copy=True):
+        """An EmbeddingBag holding a copy of ``embeddings``, or with ``copy=False`` the array itself
+        (see :meth:`Embedding.from_pretrained`)."""
+        w = _pretrained(embeddings, copy, freeze)
         return cls(w.shape[0], w.shape[1], max_norm, norm_type, scale_grad_by_freq, mode, sparse, w,
                    include_last_offset, padding_idx, _freeze=freeze)
 

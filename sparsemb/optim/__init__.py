@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Mapping
 
 import numpy as np
 
+from .. import _storage
+from ..kernels import as_ids
 from ..kernels import optim as K
 from ..nn import Parameter, _Table
 
@@ -176,6 +179,24 @@ class Optimizer:
         Hyper-parameters, checked by the subclass's ``_rules``; they may be changed between steps
         through ``param_groups`` (each step checks them again by the same rules, as does
         :meth:`load_state_dict`).
+    state_storage : str or os.PathLike, optional
+        A directory for the state files of every parameter (see "State in files" below).
+
+    State in files (tables larger than memory)
+    ------------------------------------------
+    A parameter whose table is mapped from a file (``Embedding(..., storage=path)``, or
+    ``from_pretrained(np.load(path, mmap_mode="r+"), copy=False)``) keeps its state arrays in
+    ``.npy`` files next to it, named after the table's file, the optimizer and the state:
+    ``emb.npy`` gets ``emb.Adagrad.sum.npy`` (SparseAdam: ``emb.SparseAdam.exp_avg.npy`` and
+    ``emb.SparseAdam.exp_avg_sq.npy``) and ``emb.Adagrad.step.npy``, the step count, written at
+    every step. With ``state_storage=dir`` they go to ``dir`` instead, also for tables in RAM,
+    then named ``param<i>`` after the parameter's position in the optimizer (``param0.Adagrad.sum.npy``).
+    Files that do not exist are created (after checking the disk space for all of them; none is left
+    if one fails) and start as in RAM; files that do are reopened as stored, after checking shapes
+    and dtypes (not values: :meth:`load_state_dict` and :func:`sparsemb.checkpoint`'s restore
+    check those), so a new optimizer on the same files continues the run bit for bit. Some files
+    present and others missing is refused (FileNotFoundError). The files are written in place:
+    :meth:`flush` writes them out; a consistent snapshot is :func:`sparsemb.checkpoint`'s.
 
     Attributes
     ----------
@@ -191,10 +212,19 @@ class Optimizer:
     #: add_param_group, by load_state_dict and before each step.
     _rules: dict = {}
 
-    def __init__(self, params, defaults):
+    def __init__(self, params, defaults, state_storage=None):
         self.defaults = self._check_hyper(defaults)
         self.param_groups = []
         self.state = {}
+        #: Parameter -> its step-count file (a memmap of one int64), for state kept in files.
+        self._step_files = {}
+        if state_storage is not None:
+            state_storage = os.fspath(state_storage)
+            if not os.path.isdir(state_storage):
+                if os.path.exists(state_storage):
+                    raise NotADirectoryError(f"state_storage is not a directory: {state_storage}")
+                raise FileNotFoundError(f"state_storage directory does not exist: {state_storage}")
+        self._state_storage = state_storage
         if isinstance(params, (_Table, Parameter)):
             params = [params]
         groups = list(params)
@@ -240,8 +270,25 @@ class Optimizer:
         group = dict(self.defaults) | {k: v for k, v in param_group.items() if k != "params"}
         checked = self._check_hyper(group, where)
         group.update(checked, params=params)
-        for p in params:
-            self.state[p] = self._init_state(p.module, checked)
+        first = len(self._params())
+        files = [self._state_files(p, first + i) for i, p in enumerate(params)]
+        states, created = {}, []
+        try:
+            _storage.check_space([(path, shape, np.int64 if k == "step" else p.dtype)
+                                  for p, f in zip(params, files) if f
+                                  for k, (path, shape) in f.items()])
+            for p, f in zip(params, files):
+                states[p] = (self._init_state(p.module, checked) if f is None
+                             else self._open_state(p, f, checked, created))
+        except BaseException:
+            for path in created:
+                os.unlink(path)
+            raise
+        for p, f in zip(params, files):
+            state = states[p]
+            if f is not None:
+                self._step_files[p] = state.pop("_step_file")
+            self.state[p] = state
         self.param_groups.append(group)
 
     @classmethod
@@ -269,6 +316,70 @@ class Optimizer:
         dtype = layer.weight.dtype
         return {"step": 0} | {k: np.full(shape, self._fill(k, hyper), dtype)
                               for k, (shape, _) in self._array_specs(layer).items()}
+
+    def _state_files(self, p, index):
+        """State name (and ``"step"``) -> (path, shape) of ``p``'s state files, or None for state in
+        RAM (see "State in files" in the class docstring)."""
+        table = _storage.mapped_file(p.data)
+        if self._state_storage is None and table is None:
+            return None
+        directory = self._state_storage or os.path.dirname(table)
+        stem = f"param{index}"
+        if table is not None:
+            stem = os.path.basename(table)
+            stem = stem[:-4] if stem.endswith(".npy") else stem
+        prefix = os.path.join(directory, f"{stem}.{type(self).__name__}.")
+        return ({k: (prefix + k + ".npy", shape) for k, (shape, _) in self._array_specs(p.module).items()}
+                | {"step": (prefix + "step.npy", (1,))})
+
+    def _open_state(self, p, files, hyper, created) -> dict:
+        """``p``'s state mapped from ``files``: all created (their paths appended to ``created``)
+        or all reopened."""
+        present = [path for path, _ in files.values() if os.path.exists(path)]
+        if present and len(present) < len(files):
+            missing = [path for path, _ in files.values() if not os.path.exists(path)]
+            raise FileNotFoundError(f"optimizer state files {missing} are missing while {present} "
+                                    "exist: restore them (or remove all to start afresh)")
+        state = {}
+        for k, (path, shape) in files.items():
+            dtype = np.int64 if k == "step" else p.dtype
+            fill = 0 if k == "step" else self._fill(k, hyper)
+            state[k] = _storage.open_array(path, shape, dtype, init=lambda a, v=fill: a.fill(v))
+            if not present:
+                created.append(path)
+        step_file = state.pop("step")
+        state = {"step": _check_step(f"{files['step'][0]}: step", int(step_file[0]))} | state
+        state["_step_file"] = step_file
+        return state
+
+    def prefetch(self, layer, ids):
+        """Start reading, in parallel, the pages that a step on ``ids`` will touch: ``layer``'s rows
+        and their state rows, where they are mapped from files (``MADV_WILLNEED``; nothing for
+        arrays in RAM). Call it before ``layer(ids)`` when the table does not fit in memory; where
+        it does, it only costs time.
+
+        Raises
+        ------
+        ValueError
+            If ``layer`` is not one of this optimizer's parameters.
+        """
+        p = layer._param if isinstance(layer, _Table) else None
+        if p not in self.state:
+            raise ValueError(f"{layer!r} is not a parameter of this optimizer")
+        ids = as_ids(ids, layer.num_embeddings)
+        for a in [p.data] + [v for v in self.state[p].values() if isinstance(v, np.ndarray)]:
+            _storage.will_need(a, ids)
+
+    def flush(self):
+        """Write the changed pages of every state file (and mapped table) out (``msync``); nothing
+        for state in RAM. Files written in place are not a consistent snapshot after a crash: use
+        :func:`sparsemb.checkpoint` for that."""
+        for p in self._params():
+            for v in self.state[p].values():
+                _storage.flush(v)
+            if p in self._step_files:
+                _storage.flush(self._step_files[p])
+            _storage.flush(p.data)
 
     def _params(self):
         return [p for g in self.param_groups for p in g["params"]]
@@ -326,9 +437,14 @@ class Optimizer:
 
     def _apply(self, p, hyper, seg):
         state = self.state[p]
-        state["step"] += 1
         weight = p.module.weight
+        if not weight.flags.writeable:
+            raise ValueError(f"{p.module!r}: its weight is read-only (mapped with mmap_mode='r'?), "
+                             "so it cannot be trained")
+        state["step"] += 1
         self._update(weight, state, hyper, weight.dtype.type, *seg)
+        if p in self._step_files:
+            self._step_files[p][0] = state["step"]
 
     def state_dict(self) -> dict:
         """torch's layout: ``{"state": {index: {...}}, "param_groups": [{..., "params": [index, ...]}]}``.
@@ -421,6 +537,8 @@ class Optimizer:
                 else:  # the layer's table was replaced since the optimizer was made
                     mine[k] = np.array(theirs[k], order="C", copy=True)
             mine["step"] = theirs["step"]
+            if p in self._step_files:
+                self._step_files[p][0] = mine["step"]
         for mine, (group, hyper) in zip(self.param_groups, new_groups):
             params = mine["params"]
             mine.clear()
@@ -466,11 +584,11 @@ class SGD(Optimizer):
               "nesterov": _false} | _IMPL_RULES
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
-                 maximize=False, foreach=None, differentiable=False, fused=None):
+                 maximize=False, foreach=None, differentiable=False, fused=None, state_storage=None):
         super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
                                   "weight_decay": weight_decay, "nesterov": nesterov,
                                   "maximize": maximize, "foreach": foreach,
-                                  "differentiable": differentiable, "fused": fused})
+                                  "differentiable": differentiable, "fused": fused}, state_storage)
 
     def _update(self, weight, state, hyper, dt, *seg):
         K.sgd_step(weight, *seg, dt(_sign(hyper) * hyper["lr"]))
@@ -495,12 +613,13 @@ class Adagrad(Optimizer):
               "weight_decay": _zero, "initial_accumulator_value": _non_negative} | _IMPL_RULES
 
     def __init__(self, params, lr=0.01, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                 eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None):
+                 eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None,
+                 state_storage=None):
         super().__init__(params, {"lr": lr, "lr_decay": lr_decay, "eps": eps,
                                   "weight_decay": weight_decay,
                                   "initial_accumulator_value": initial_accumulator_value,
                                   "foreach": foreach, "maximize": maximize,
-                                  "differentiable": differentiable, "fused": fused})
+                                  "differentiable": differentiable, "fused": fused}, state_storage)
 
     def _array_specs(self, layer):
         return {"sum": (layer.weight.shape, 0)}
@@ -528,8 +647,8 @@ class RowwiseAdagrad(Optimizer):
 
     _rules = {"lr": _non_negative, "eps": _non_negative, "maximize": _flag}
 
-    def __init__(self, params, lr=0.01, eps=1e-8, *, maximize=False):
-        super().__init__(params, {"lr": lr, "eps": eps, "maximize": maximize})
+    def __init__(self, params, lr=0.01, eps=1e-8, *, maximize=False, state_storage=None):
+        super().__init__(params, {"lr": lr, "eps": eps, "maximize": maximize}, state_storage)
 
     def _array_specs(self, layer):
         return {"sum": (layer.weight.shape[:1], 0)}
@@ -555,8 +674,10 @@ class SparseAdam(Optimizer):
 
     _rules = {"lr": _positive, "betas": _betas, "eps": _positive, "maximize": _flag}
 
-    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, maximize=False):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize})
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, maximize=False, *,
+                 state_storage=None):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize},
+                         state_storage)
 
     def _array_specs(self, layer):
         return {"exp_avg": (layer.weight.shape, None), "exp_avg_sq": (layer.weight.shape, 0)}

@@ -1,0 +1,261 @@
+"""Benchmark the training step on tables in RAM and memory-mapped from files (issue 14, item 4).
+
+One step = ``out = emb(ids); opt.backward_step(emb, g)`` with fused Adagrad, 65,536 ids per batch
+(Zipf(1.1) folded into the table, or uniform), a new batch each step, on a ``--rows`` x 64 float32
+table (default 4,194,304 rows: 1 GiB of weight plus 1 GiB of Adagrad state), 2 threads, in three
+settings:
+
+- ``in RAM``: the layer and state as plain arrays (the anchor);
+- ``mapped, fits``: ``Embedding(..., storage=path)``, state in files next to it, all of it read
+  into the page cache first;
+- ``mapped, limited``: the same files, the benchmark process in a memory cgroup limited to
+  ``--limit-mib`` (default 1024 MiB: the table and its state are twice that), started with the files
+  evicted from the page cache. The page cache counts against a cgroup's limit, so only that much
+  of the table can be resident; the rest is read from disk (and written back) as the steps touch it.
+
+Each setting runs in a fresh child process (``--child``): ``--warmup`` steps, then ``--steps`` timed
+steps; a setting reports the median step time (and CPU seconds, and major page faults per step) of
+its child; ``--rounds`` rounds run the settings interleaved and report the median of the rounds.
+
+The memory limit needs root and a cgroup memory controller: cgroup v1 (a child group made under
+``/sys/fs/cgroup/memory``, ``memory.limit_in_bytes``) or v2 (under ``/sys/fs/cgroup``,
+``memory.max``, with swap off: ``memory.swap.max`` 0). The child joins the group before it starts
+Python (its pid written to ``cgroup.procs`` between fork and exec); the group is removed afterwards.
+Big files go to a temporary directory under ``--dir`` (default /tmp) and are deleted at the end.
+
+    python scripts/bench_storage.py              # aligned text
+    python scripts/bench_storage.py --markdown   # a section for BENCHMARKS.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from _benchutil import BATCH, DIM, THREADS, ZIPF_A, fmt, machine, report, table, zipf_ids
+
+SETTINGS = ("in RAM", "mapped, fits", "mapped, limited", "mapped, limited, prefetch")
+DISTS = ("zipf", "zipf, truncated", "uniform")
+N_BATCHES = 16  # distinct batches, cycled
+
+
+def truncated_zipf(n, rows, seed):
+    """``n`` Zipf(1.1) ranks below ``rows`` (draws past it drawn again), minus 1: hot rows first, as
+    a vocabulary sorted by frequency, where the folded Zipf of the other benchmarks spreads the
+    ~20% of draws past the table uniformly over it."""
+    rng = np.random.default_rng(seed)
+    out = rng.zipf(ZIPF_A, n)
+    while (bad := out > rows).any():
+        out[bad] = rng.zipf(ZIPF_A, int(bad.sum()))
+    return out - 1
+
+
+def batches(dist, rows):
+    if dist == "zipf":
+        return [zipf_ids(BATCH, rows, ZIPF_A, seed=s) for s in range(N_BATCHES)]
+    if dist == "zipf, truncated":
+        return [truncated_zipf(BATCH, rows, seed=s) for s in range(N_BATCHES)]
+    return [np.random.default_rng(s).integers(0, rows, BATCH) for s in range(N_BATCHES)]
+
+
+# -- the child: one setting ---------------------------------------------------------------------
+
+def child(args):
+    import sparsemb as sm
+    from sparsemb._config import num_threads
+    from sparsemb._storage import advise
+
+    path = os.path.join(args.dir, "table.npy")
+    if args.setting == "in RAM":
+        emb = sm.Embedding(args.rows, DIM, seed=0)
+    else:
+        emb = sm.Embedding(args.rows, DIM, seed=0, storage=path)
+    opt = sm.optim.Adagrad([emb])
+    arrays = [emb.weight, opt.state[emb._param]["sum"]]
+    if args.setting != "in RAM":
+        for a in arrays:  # the library advises "random"; "normal" shows what that saves
+            advise(a, args.advice)
+    if args.setting == "mapped, fits":
+        for a in arrays:  # read it all into the page cache
+            float(a.sum(dtype=np.float64))
+    ids = batches(args.dist, args.rows)
+    g = np.random.default_rng(1).standard_normal((BATCH, DIM), dtype=np.float32)
+    wall, cpu, faults = [], [], []
+    with num_threads(THREADS):
+        for t in range(args.warmup + args.steps):
+            b = ids[t % N_BATCHES]
+            f0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF).ru_majflt, time.process_time(), \
+                time.perf_counter()
+            if args.setting.endswith("prefetch"):
+                opt.prefetch(emb, b)
+            emb(b)
+            opt.backward_step(emb, g)
+            w1, c1 = time.perf_counter(), time.process_time()
+            if t >= args.warmup:
+                wall.append(w1 - w0)
+                cpu.append(c1 - c0)
+                faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_majflt - f0)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"wall": float(np.median(wall)), "cpu": float(np.median(cpu)),
+                      "faults": float(np.median(faults)), "maxrss": rss,
+                      "unique": int(np.median([np.unique(b).size for b in ids]))}))
+
+
+# -- the memory limit -----------------------------------------------------------------------------
+
+class MemoryLimit:
+    """A memory cgroup (v1 or v2) limited to ``nbytes``, removed on exit; ``join`` is a preexec_fn."""
+
+    def __init__(self, nbytes):
+        self.nbytes = int(nbytes)
+        name = f"sparsemb-bench-storage-{os.getpid()}"
+        if os.path.isdir("/sys/fs/cgroup/memory"):
+            self.path, self.files = f"/sys/fs/cgroup/memory/{name}", {"memory.limit_in_bytes": nbytes}
+            self.how = "cgroup v1 memory.limit_in_bytes"
+            if os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"):
+                self.files["memory.memsw.limit_in_bytes"] = nbytes
+        elif os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            self.path = f"/sys/fs/cgroup/{name}"
+            self.files = {"memory.max": nbytes, "memory.swap.max": 0}
+            self.how = "cgroup v2 memory.max (memory.swap.max 0)"
+        else:
+            raise OSError("no cgroup memory controller found at /sys/fs/cgroup")
+
+    def __enter__(self):
+        os.mkdir(self.path)
+        try:
+            for k, v in self.files.items():
+                with open(os.path.join(self.path, k), "w") as f:
+                    f.write(str(v))
+        except BaseException:
+            os.rmdir(self.path)
+            raise
+        return self
+
+    def join(self):
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def __exit__(self, *exc):
+        for _ in range(50):  # the child has exited; the group empties as its pages are uncharged
+            try:
+                os.rmdir(self.path)
+                return False
+            except OSError:
+                time.sleep(0.1)
+        print(f"warning: could not remove {self.path}", file=sys.stderr)
+        return False
+
+
+def evict(paths):
+    """Drop the files' pages from the page cache (written back first), so a run starts cold."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def run_child(args, workdir, setting, dist, limit=None):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--setting", setting, "--dist", dist,
+           "--rows", str(args.rows), "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--dir", workdir, "--advice", args.advice]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                         preexec_fn=None if limit is None else limit.join)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=4 * 2**20, help="table rows (default 4,194,304)")
+    ap.add_argument("--limit-mib", type=int, default=1024, help="memory limit of the limited setting")
+    ap.add_argument("--steps", type=int, default=16, help="timed steps per child (default 16)")
+    ap.add_argument("--warmup", type=int, default=16,
+                    help="untimed steps first (default 16: each batch once)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of all settings (default 3)")
+    ap.add_argument("--dir", default=tempfile.gettempdir(), help="where the files go (default /tmp)")
+    ap.add_argument("--advice", default="random", choices=["random", "normal"],
+                    help="madvise of the mapped arrays (default random, what the library sets)")
+    ap.add_argument("--markdown", action="store_true", help="print a BENCHMARKS.md section")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--setting", choices=SETTINGS, help=argparse.SUPPRESS)
+    ap.add_argument("--dist", choices=DISTS, help=argparse.SUPPRESS)
+    ap.add_argument("--only", choices=DISTS, action="append", help="run only these distributions")
+    args = ap.parse_args(argv)
+    if args.child:
+        return child(args)
+
+    table_bytes = args.rows * DIM * 4
+    dists = args.only or DISTS
+    workdir = tempfile.mkdtemp(prefix="sparsemb-bench-storage-", dir=args.dir)
+    results = {(s, d): [] for s in SETTINGS for d in DISTS}
+    try:
+        limit = MemoryLimit(args.limit_mib * 2**20)
+        files = [os.path.join(workdir, f) for f in ("table.npy", "table.Adagrad.sum.npy")]
+        for r in range(args.rounds):
+            for dist in dists:
+                for setting in SETTINGS:
+                    if setting.startswith("mapped, limited"):
+                        evict(files)
+                        with limit:
+                            res = run_child(args, workdir, setting, dist, limit)
+                    else:
+                        res = run_child(args, workdir, setting, dist)
+                    results[setting, dist].append(res)
+                    print(f"round {r} {dist:8} {setting:16} {res['wall'] * 1e3:8.1f} ms "
+                          f"cpu {res['cpu'] * 1e3:7.1f} ms, {res['faults']:.0f} major faults, "
+                          f"max rss {res['maxrss'] / 2**20:.0f} MiB", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    rows, goal = [], None
+    for dist in dists:
+        anchor = np.median([x["wall"] for x in results["in RAM", dist]])
+        for setting in SETTINGS:
+            xs = results[setting, dist]
+            wall = float(np.median([x["wall"] for x in xs]))
+            cpu = float(np.median([x["cpu"] for x in xs]))
+            faults = float(np.median([x["faults"] for x in xs]))
+            ratio = anchor / wall
+            rows.append([f"{dist}: {setting}", fmt(wall * 1e3, ".1f"), fmt(cpu * 1e3, ".1f"),
+                         fmt(BATCH / wall / 1e6, ".2f"), fmt(100 * ratio, ".0f", "%"),
+                         fmt(faults, ".0f")])
+            if dist == "zipf" and setting.startswith("mapped, limited"):
+                goal = max(goal or 0, ratio)
+    unique = ", ".join(f"{d}: {results['in RAM', d][0]['unique']:,}" for d in dists)
+    head = ["distribution: setting", "step ms", "CPU ms", "M ids/s", "of in-RAM speed",
+            "major faults/step"]
+    blocks = [
+        f"workload: {args.rows:,} x {DIM} float32 table ({table_bytes / 2**30:.2f} GiB) + Adagrad "
+        f"state ({table_bytes / 2**30:.2f} GiB), {BATCH:,} ids a step (unique ids a step: "
+        f"{unique}), {N_BATCHES} batches cycled, "
+        f"fused Adagrad (forward + backward_step), {THREADS} threads; {args.warmup} warm-up + "
+        f"{args.steps} timed steps a child, median step; median of {args.rounds} interleaved rounds; "
+        f"madvise: {args.advice}",
+        f"memory limit of 'mapped, limited': {args.limit_mib} MiB ({limit.how}), the table and its "
+        f"state being {2 * table_bytes / (args.limit_mib * 2**20):.1f}x that; files in {args.dir}, "
+        "evicted from the page cache before each limited run; 'prefetch' calls "
+        "opt.prefetch(emb, ids) (MADV_WILLNEED on the rows' pages of weight and state) before each "
+        "step, inside the timed step. 'zipf' folds draws past the table into it (the other "
+        "benchmarks' workload: ~20% of the ids uniform over the table); 'zipf, truncated' draws "
+        "those again (hot rows first, as a vocabulary sorted by frequency)",
+        table(head, rows, args.markdown),
+        "target: Zipf on a table 2x larger than the allowed memory at >= 25% of in-RAM speed: "
+        + ("not run" if goal is None else
+           f"{fmt(100 * goal, '.0f', '%')} ({'met' if goal >= 0.25 else 'MISSED'})"),
+    ]
+    print(report("bench_storage: training step on mapped tables", machine(), blocks, args.markdown))
+
+
+if __name__ == "__main__":
+    main()

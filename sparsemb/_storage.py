@@ -1,0 +1,500 @@
+"""Tables in files: memory-mapped ``.npy`` arrays for weights and optimizer state, and checkpoints.
+
+A lazy sparse step touches only a batch's rows, so a table larger than memory can live in a file
+mapped into memory: the OS page cache keeps the hot rows resident and pages the rest. This module
+creates and reopens such files (:func:`open_array`), and writes and reads checkpoints
+(:func:`checkpoint`, :func:`restore`) that stay consistent if the process or the machine dies.
+
+A mapped file is written in place, page by page, as training runs: after a crash it may hold some
+rows of a step and not others (and the kernel writes dirty pages back in any order), so it is not a
+consistent snapshot. Only a checkpoint is.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import mmap
+import os
+import re
+import stat
+from io import BytesIO
+
+import numpy as np
+
+from ._io import TMP_PREFIX, atomic_write, check_output
+
+
+class StorageMismatchError(ValueError):
+    """An existing storage file holds another array than the one asked for (shape, dtype, layout),
+    or is not a ``.npy`` file at all."""
+
+
+class NotEnoughSpaceError(OSError):
+    """The file system has less free space than a new storage file needs (``errno.ENOSPC``)."""
+
+
+def _free_bytes(directory) -> int:
+    """Bytes an unprivileged process may still allocate on ``directory``'s file system."""
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit} ({n:,} bytes)"
+    return f"{n:,} bytes"
+
+
+def _header(shape, dtype) -> bytes:
+    """The ``.npy`` header (format 1.0) of a C-ordered array of ``shape`` and ``dtype``."""
+    buf = BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": tuple(shape)})
+    return buf.getvalue()
+
+
+def file_bytes(shape, dtype) -> int:
+    """The size of the ``.npy`` file of a C-ordered array of ``shape`` and ``dtype``."""
+    return len(_header(shape, dtype)) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+def check_space(files) -> None:
+    """Check that the files in ``files`` that do not exist yet fit on their file systems, together.
+
+    Parameters
+    ----------
+    files : iterable of (path, shape, dtype)
+
+    Raises
+    ------
+    NotEnoughSpaceError
+        Naming the space needed and the space free.
+    """
+    need: dict = {}
+    for path, shape, dtype in files:
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            directory = os.path.dirname(os.path.realpath(path))
+            dev = os.stat(directory).st_dev
+            d = need.setdefault(dev, [directory, 0, []])
+            d[1] += file_bytes(shape, dtype)
+            d[2].append(path)
+    for directory, n, paths in need.values():
+        free = _free_bytes(directory)
+        if n > free:
+            what = paths[0] if len(paths) == 1 else f"{len(paths)} files ({', '.join(paths)})"
+            raise NotEnoughSpaceError(
+                errno.ENOSPC, f"not enough disk space for {what}: needs {_size(n)}, "
+                f"{directory} has {_size(free)} free")
+
+
+def mapped_file(array):
+    """The file ``array`` maps as a whole (a memmap :func:`open_array` or ``np.load(mmap_mode=...)``
+    returned, not a view of one), or None."""
+    if isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.filename:
+        return array.filename
+    return None
+
+
+def open_array(path, shape, dtype, init=None, writable=True, access="random") -> np.memmap:
+    """A ``.npy`` file mapped into memory: created if it does not exist, reopened if it does.
+
+    The contract (what :class:`~sparsemb.Embedding`'s ``storage=``, the optimizers' state files and
+    Word2Vec's tables rely on):
+
+    - **Reopen.** An existing file is mapped with ``np.load(mmap_mode="r+")`` (``"r"`` when not
+      ``writable``) after its header is checked: a C-ordered array of exactly ``shape`` and
+      ``dtype`` (byte order included), as long as its header says. Its content is kept as it is;
+      ``init`` is not called.
+    - **Create.** A new file is written under a temporary name in the same directory, after checking
+      that the file system has room for it; its blocks are allocated at once (``posix_fallocate``),
+      so that a full disk shows up here rather than as a crash (SIGBUS) when a page is written
+      later; ``init(array)`` then fills the mapped array in place (without ``init`` it reads as
+      zeros); only then is the file renamed to ``path``. If anything fails, an exception, Ctrl-C,
+      a full disk, nothing is left behind.
+    - **Access advice.** The mapping is advised ``MADV_RANDOM`` by default (see :func:`advise`):
+      lookups and lazy updates touch scattered rows, and the kernel's default read-ahead on a page
+      fault (up to ``read_ahead_kb``, 8 MiB on some disks) then reads, and evicts, far more than
+      the rows needed: measured, a table twice the memory limit ran hundreds of times slower.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (conventionally ending in ``.npy``; nothing is appended).
+    shape : tuple of int
+    dtype : numpy dtype
+    init : callable, optional
+        ``init(array)`` fills a newly created array (a writable memmap of ``shape`` and ``dtype``).
+    writable : bool
+        Map read-write (training) or read-only. A read-only file is refused when ``writable``; a
+        missing file is refused when not.
+    access : {"random", "normal", "sequential"} or None
+        The ``madvise`` advice for the mapping; None leaves the kernel's default.
+
+    Returns
+    -------
+    numpy.memmap
+        C-contiguous, of ``shape`` and ``dtype``.
+
+    Raises
+    ------
+    StorageMismatchError
+        (a ValueError) The file holds another shape, dtype or layout, is truncated, or is not a
+        ``.npy`` file.
+    PermissionError
+        ``writable`` and the file (or its directory, to create it) is not writable.
+    NotEnoughSpaceError
+        (an OSError, ``errno.ENOSPC``) Creating the file needs more space than is free.
+    IsADirectoryError, FileNotFoundError, ValueError
+        ``path`` is a directory; its directory does not exist (or, not ``writable``, the file does
+        not); it is a FIFO, device or socket.
+    """
+    path = os.fspath(path)
+    shape = tuple(int(s) for s in shape)
+    dtype = np.dtype(dtype)
+    if access not in _ADVICE:
+        raise ValueError(f"access must be one of {sorted(k for k in _ADVICE if k)} or None, "
+                         f"got {access!r}")
+    if os.path.exists(path):
+        a = _reopen(path, shape, dtype, writable)
+    elif not writable:
+        raise FileNotFoundError(f"storage file does not exist: {path} (it is opened read-only, "
+                                "so it is not created)")
+    else:
+        a = _create(path, shape, dtype, init)
+    advise(a, access)
+    return a
+
+
+def _reopen(path, shape, dtype, writable):
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"storage path is a directory: {path}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"storage path is not a regular file (a FIFO, device or socket): {path}")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read is None:
+                raise ValueError(f"unsupported .npy format version {version}")
+            have_shape, fortran, have_dtype = read(f)
+            offset = f.tell()
+    except ValueError as err:
+        raise StorageMismatchError(f"{path} is not a .npy array file ({err})") from None
+    if have_shape != shape or have_dtype != dtype or (fortran and len(shape) > 1):
+        layout = ", Fortran order" if fortran and len(shape) > 1 else ""
+        raise StorageMismatchError(
+            f"{path} holds an array of shape {have_shape} and dtype {have_dtype}{layout}; expected "
+            f"shape {shape} and dtype {dtype} (C order)")
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if st.st_size < expected:
+        raise StorageMismatchError(f"{path} is truncated: {st.st_size:,} bytes, its header needs "
+                                   f"{expected:,}")
+    if writable and not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, "storage file is read-only, but training needs to write "
+                              "it (open it read-only for inference: "
+                              "from_pretrained(np.load(path, mmap_mode='r'), copy=False))", path)
+    return np.load(path, mmap_mode="r+" if writable else "r", allow_pickle=False)
+
+
+def _create(path, shape, dtype, init):
+    target = check_output(path)
+    header = _header(shape, dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    check_space([(target, shape, dtype)])
+    with atomic_write(target) as f:
+        f.write(header)
+        f.flush()
+        total = len(header) + nbytes
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(f.fileno(), 0, total)
+        else:
+            f.truncate(total)
+        if nbytes:
+            a = np.memmap(f, dtype=dtype, mode="r+", offset=len(header), shape=shape)
+            if init is not None:
+                init(a)
+            a.flush()
+            del a
+    return np.load(target, mmap_mode="r+", allow_pickle=False)
+
+
+def flush(array) -> None:
+    """Write a memmap's dirty pages to its file (``msync``); a no-op for an array in RAM."""
+    if isinstance(array, np.memmap):
+        array.flush()
+
+
+_ADVICE = {None: None, "random": getattr(mmap, "MADV_RANDOM", None),
+           "normal": getattr(mmap, "MADV_NORMAL", None),
+           "sequential": getattr(mmap, "MADV_SEQUENTIAL", None)}
+
+
+def advise(array, access) -> None:
+    """``madvise`` the whole mapping of ``array`` (a memmap mapping a file as a whole) with ``access``
+    ("random", "normal", "sequential"); nothing for other arrays, None, or where the OS lacks it."""
+    m = array.base if mapped_file(array) else None
+    advice = _ADVICE[access]
+    if isinstance(m, mmap.mmap) and hasattr(m, "madvise") and advice is not None:
+        m.madvise(advice)
+
+
+def will_need(array, rows) -> int:
+    """Ask the OS to start reading the pages of ``array[rows]`` now (``MADV_WILLNEED``), if ``array``
+    maps a file; returns the number of ``madvise`` calls (one per run of consecutive pages).
+
+    The reads are queued at once and proceed in parallel, where page faults would wait for each page
+    in turn: for a table larger than memory this cut a step's time by 2-3x (see BENCHMARKS.md). For
+    pages already resident it costs about a microsecond per run for nothing, so it is a call the
+    caller makes (``opt.prefetch(layer, ids)``), not something every step does.
+    """
+    m = array.base if mapped_file(array) else None
+    if not isinstance(m, mmap.mmap) or not hasattr(mmap, "MADV_WILLNEED"):
+        return 0
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if rows.size == 0:
+        return 0
+    page = mmap.PAGESIZE
+    start = array.offset + rows * array.strides[0]
+    pages = np.unique(np.concatenate([start // page, (start + array.strides[0] - 1) // page]))
+    cut = np.flatnonzero(np.diff(pages) != 1) + 1
+    first = pages[np.r_[0, cut]].tolist()
+    last = pages[np.r_[cut - 1, pages.size - 1]].tolist()
+    for a, b in zip(first, last):
+        m.madvise(mmap.MADV_WILLNEED, a * page, (b + 1 - a) * page)
+    return len(first)
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+
+MANIFEST = "checkpoint.json"
+_FORMAT = "sparsemb-checkpoint"
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def _kind(name, obj):
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"checkpoint names are letters, digits, '_', '.', '-' (a file name part), "
+                         f"got {name!r}")
+    if hasattr(obj, "param_groups") and hasattr(obj, "state"):
+        return "optimizer"
+    if hasattr(obj, "named_parameters"):
+        return "module"
+    raise TypeError(f"checkpoint {name!r}: expected a sparsemb layer/Module or optimizer, got "
+                    f"{type(obj).__name__}")
+
+
+def _read_manifest(directory):
+    path = os.path.join(directory, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        return None
+    except ValueError as err:
+        raise ValueError(f"{path} is not a sparsemb checkpoint manifest ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not a sparsemb checkpoint manifest")
+    return manifest
+
+
+def _fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_npy(path, array):
+    """``array`` to ``path`` as ``.npy``, atomically and durably (fsync before the rename). A memmap
+    is streamed from its pages, not copied into memory."""
+    with atomic_write(path) as f:
+        np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _optimizer_parts(opt):
+    """(param_groups as JSON-able dicts, [(step, {state key: array})] per parameter in order)."""
+    params = [p for g in opt.param_groups for p in g["params"]]
+    index = {id(p): i for i, p in enumerate(params)}
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "params"}
+              | {"params": [index[id(p)] for p in g["params"]]} for g in opt.param_groups]
+    states = []
+    for p in params:
+        s = opt.state[p]
+        states.append((int(s["step"]), {k: v for k, v in s.items() if isinstance(v, np.ndarray)}))
+    return groups, states
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"cannot store {v!r} of type {type(v).__name__} in a checkpoint manifest")
+
+
+def checkpoint(directory, **objects) -> str:
+    """Save layers (or Modules) and optimizers to ``directory``, consistently even after a crash.
+
+    ``sm.checkpoint("ckpt", model=emb, opt=opt)`` writes each table and state array as a ``.npy``
+    file (streamed from a mapped table, never copied whole into memory), fsyncs them, then replaces
+    the manifest ``checkpoint.json`` atomically (temporary name, fsync, rename, fsync of the
+    directory); the files of the previous checkpoint are removed only after that. Whenever the
+    process or the machine stops, ``directory`` holds either the previous checkpoint or the new one,
+    complete. Restore with :func:`restore` and the same names.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Created if missing (its parent must exist). Files in it other than the checkpoint's are left
+        alone.
+    **objects
+        name -> Embedding / EmbeddingBag / Module, or optimizer. Names become parts of file names.
+
+    Returns
+    -------
+    str
+        The manifest's path.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A name that cannot be part of a file name, an object that is neither; a directory holding
+        something else as ``checkpoint.json``.
+    NotEnoughSpaceError
+        The new files do not fit beside the old ones; nothing is written.
+    """
+    if not objects:
+        raise ValueError("checkpoint needs at least one name=layer_or_optimizer")
+    kinds = {name: _kind(name, obj) for name, obj in objects.items()}
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise NotADirectoryError(errno.ENOTDIR, "checkpoint path is not a directory", directory)
+    os.makedirs(directory, exist_ok=True)
+    old = _read_manifest(directory)
+    gen = (old["generation"] + 1) if old else 0
+    plan, entries = [], {}  # plan: (file name, array)
+    for name, obj in objects.items():
+        if kinds[name] == "module":
+            files = {}
+            for pname, p in obj.named_parameters():
+                files[pname] = f"{name}.{pname}.{gen}.npy"
+                plan.append((files[pname], p.data))
+            entries[name] = {"kind": "module", "arrays": files}
+        else:
+            groups, states = _optimizer_parts(obj)
+            state = []
+            for i, (step, arrays) in enumerate(states):
+                files = {k: f"{name}.state{i}.{k}.{gen}.npy" for k in arrays}
+                plan += [(files[k], a) for k, a in arrays.items()]
+                state.append({"step": step, "arrays": files})
+            entries[name] = {"kind": "optimizer", "class": type(obj).__name__,
+                             "param_groups": groups, "state": state}
+    manifest = {"format": _FORMAT, "version": 1, "generation": gen, "objects": entries}
+    text = json.dumps(manifest, indent=1, default=_json_default, allow_nan=True).encode()
+    check_space([(os.path.join(directory, f), a.shape, a.dtype) for f, a in plan])
+    written = []
+    try:
+        for fname, a in plan:
+            _write_npy(os.path.join(directory, fname), a)
+            written.append(fname)
+        with atomic_write(os.path.join(directory, MANIFEST)) as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        for fname in written:
+            _remove(os.path.join(directory, fname))
+        raise
+    _fsync_dir(directory)
+    keep = {f for f, _ in plan}
+    for fname in _manifest_files(old) - keep:
+        _remove(os.path.join(directory, fname))
+    ours = tuple(TMP_PREFIX + n for n in [MANIFEST + "."] + [f"{name}." for name in objects])
+    for fname in os.listdir(directory):  # temporary files of a checkpoint killed while writing
+        if fname.startswith(ours):
+            _remove(os.path.join(directory, fname))
+    return os.path.join(directory, MANIFEST)
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _manifest_files(manifest) -> set:
+    if not manifest:
+        return set()
+    out = set()
+    for e in manifest.get("objects", {}).values():
+        if e.get("kind") == "module":
+            out |= set(e["arrays"].values())
+        else:
+            for s in e.get("state", []):
+                out |= set(s["arrays"].values())
+    return {f for f in out if isinstance(f, str) and os.path.basename(f) == f}
+
+
+def restore(directory, **objects) -> None:
+    """Load what :func:`checkpoint` saved under the same names into existing layers and optimizers.
+
+    Tables are copied into the layers' weights (into the file of a mapped one) and optimizer state
+    through ``load_state_dict`` (checked as it checks, all or nothing per optimizer); arrays are
+    read from mapped files, never wholly into memory. Every name, kind, shape and dtype is checked
+    before anything is copied.
+
+    Raises
+    ------
+    FileNotFoundError
+        No checkpoint in ``directory``.
+    KeyError
+        A name the checkpoint does not hold (the message lists those it does).
+    ValueError, TypeError
+        A layer or optimizer that does not match what was saved (kind, class, keys, shape, dtype).
+    """
+    directory = os.fspath(directory)
+    manifest = _read_manifest(directory)
+    if manifest is None:
+        raise FileNotFoundError(errno.ENOENT, "no sparsemb checkpoint here (no checkpoint.json)",
+                                directory)
+    saved = manifest["objects"]
+
+    def load(fname):
+        if not isinstance(fname, str) or os.path.basename(fname) != fname:
+            raise ValueError(f"{directory}: manifest names a file outside the checkpoint: {fname!r}")
+        return np.load(os.path.join(directory, fname), mmap_mode="r", allow_pickle=False)
+
+    actions = []
+    for name, obj in objects.items():
+        kind = _kind(name, obj)
+        if name not in saved:
+            raise KeyError(f"checkpoint {directory} holds no {name!r} (it holds {sorted(saved)})")
+        entry = saved[name]
+        if entry["kind"] != kind:
+            raise ValueError(f"checkpoint {name!r} is a {entry['kind']}, got a {kind}")
+        if kind == "module":
+            own = dict(obj.named_parameters())
+            if set(own) != set(entry["arrays"]):
+                raise ValueError(f"checkpoint {name!r} holds {sorted(entry['arrays'])}, the module "
+                                 f"has {sorted(own)}")
+            arrays = {k: load(f) for k, f in entry["arrays"].items()}
+            for k, a in arrays.items():
+                if a.shape != own[k].shape or a.dtype != own[k].dtype:
+                    raise ValueError(f"checkpoint {name!r}: {k!r} is {a.dtype} {a.shape}, the module's "
+                                     f"{own[k].dtype} {own[k].shape}")
+            actions.append((obj.load_state_dict, arrays))
+        else:
+            if entry["class"] != type(obj).__name__:
+                raise ValueError(f"checkpoint {name!r} is a {entry['class']}, got a {type(obj).__name__}")
+            state = {i: {"step": s["step"], **{k: load(f) for k, f in s["arrays"].items()}}
+                     for i, s in enumerate(entry["state"])}
+            actions.append((obj.load_state_dict, {"state": state, "param_groups": entry["param_groups"]}))
+    for fn, arg in actions:
+        fn(arg)
