@@ -27,6 +27,7 @@ import numpy as np
 
 import sparsemb as sm
 from _benchutil import DIM, fmt, interleaved, machine, report, table, zipf_ids
+from sparsemb._config import num_threads
 
 PARTS = {}
 
@@ -60,6 +61,15 @@ def _loop(emb, opt, batches, g, work=0.0, prefetch=False):
                 time.sleep(work)
             state["t"] = t + 1
     return run
+
+
+def _serial(run):
+    """``run`` on one Numba thread (the anchor for the shards and the client, which run a step's
+    kernels on one thread each: see sparsemb.distributed.sharded.SERIAL_BELOW)."""
+    def serial():
+        with num_threads(1):
+            run()
+    return serial
 
 
 def _per_step_traffic(emb, run):
@@ -97,18 +107,21 @@ def part_sharded(args):
                       dashboard_address=":0") as cluster, \
             Client(cluster) as proxied, Client(cluster, direct_to_workers=True) as direct:
         local = sm.Embedding(rows, DIM, seed=0)
-        tables = {"local": (local, sm.optim.Adagrad([local], lr=LR))}
+        local1 = sm.Embedding(rows, DIM, seed=0)
+        tables = {"local": (local, sm.optim.Adagrad([local], lr=LR)),
+                  "local, 1 thread": (local1, sm.optim.Adagrad([local1], lr=LR))}
         configs = [("1 shard", proxied, 1), ("2 shards", proxied, 2), ("4 shards", proxied, 4),
                    ("2 shards, direct", direct, 2)]
         for name, client, n in configs:
             emb = smd.ShardedEmbedding(rows, DIM, seed=0, client=client, num_shards=n)
             tables[name] = (emb, smd.Adagrad([emb], lr=LR))
         loops = {name: _loop(emb, opt, batches, g) for name, (emb, opt) in tables.items()}
+        loops["local, 1 thread"] = _serial(loops["local, 1 thread"])
         traffic = {name: _per_step_traffic(tables[name][0], loops[name]) for name in tables
-                   if name != "local"}
+                   if not name.startswith("local")}
         rtt = {name: _bare_rtt(tables[name][0]) for name in traffic}
         times = interleaved(loops, args.rounds, max_wait=float("inf"))
-        base = times["local"] / STEPS
+        base = min(times["local"], times["local, 1 thread"]) / STEPS   # the faster local loop
         out = []
         for name in tables:
             t = times[name] / STEPS
@@ -117,7 +130,9 @@ def part_sharded(args):
                         fmt(rtt[name] * 1e3, ".1f") if name in rtt else "-", fmt(m, ".1f"),
                         fmt(sent / 1e3, ".0f"), fmt(recv / 1e3, ".0f")])
         blocks.append(f"One step, {rows:,} x {DIM} float32, Adagrad, {BATCH:,} Zipf(1.1) ids "
-                      f"({unique:,.0f} unique on average), {args.rounds} rounds of {STEPS} steps:")
+                      f"({unique:,.0f} unique on average), {args.rounds} rounds of {STEPS} steps; "
+                      "'vs local' against the faster of the two local loops (Numba's pool, or one "
+                      "thread as the client and each shard use for a step of this size):")
         blocks.append(table(["table", "ms/step", "vs local", "bare RTT ms", "messages/step",
                              "kB sent/step", "kB received/step"], out, args.markdown))
         # Bytes per step and the network model
@@ -141,12 +156,14 @@ def part_sharded(args):
         blocks.append(table(["network", "wire ms", "step ms", "step vs local"], rows_net,
                             args.markdown))
         # Prefetch: other work between the step and the next forward
-        cases = {"local": _loop(local, tables["local"][1], batches, g, WORK)}
+        cases = {"local": _loop(local, tables["local"][1], batches, g, WORK),
+                 "local, 1 thread": _serial(_loop(local1, tables["local, 1 thread"][1], batches, g,
+                                                  WORK))}
         emb, opt = tables["2 shards, direct"]
         cases["2 shards, direct"] = _loop(emb, opt, batches, g, WORK)
         cases["2 shards, direct, prefetch"] = _loop(emb, opt, batches, g, WORK, prefetch=True)
         times = interleaved(cases, args.rounds, max_wait=float("inf"))
-        base = times["local"] / STEPS
+        base = min(times["local"], times["local, 1 thread"]) / STEPS
         blocks.append(f"With {WORK * 1e3:.0f} ms of other work a step (a sleep) between "
                       "backward_step and the next forward; prefetch sends the step's push and the "
                       "next pull at once, before that work:")
@@ -155,7 +172,7 @@ def part_sharded(args):
                               fmt(v / STEPS / base, ".2f", "x")] for k, v in times.items()],
                             args.markdown))
         for emb, _ in tables.values():
-            if emb is not local:
+            if isinstance(emb, smd.ShardedEmbedding):
                 emb.close()
     if not args.no_capacity:
         blocks += _capacity(args)

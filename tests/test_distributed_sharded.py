@@ -118,6 +118,11 @@ def test_seeded_init_zero_padding_and_checks(dask_client):
         smd.ShardedEmbedding(5, 2, padding_idx=9, client=dask_client)
     with pytest.raises(TypeError, match="sparsemb.optim for local layers"):
         smd.SGD([sm.Embedding(5, 2)])
+    bag = smd.ShardedEmbeddingBag(8, 3, max_norm=0.5, mode="sum", seed=1, client=dask_client)
+    before = bag.weight.copy()
+    with pytest.raises(ValueError, match="offsets must not decrease"):   # checked before renorm
+        bag(np.array([1, 2, 3]), offsets=np.array([0, 2, 1]))
+    assert np.array_equal(bag.weight, before)
     emb = smd.ShardedEmbedding(6, 2, client=dask_client)
     with pytest.raises(TypeError, match="ShardedParameter"):   # it would keep the state in the client
         sm.optim.SGD(emb.parameters())

@@ -219,6 +219,7 @@ class _ShardedTable(nn.Module):
         self.scale_grad_by_freq = cfg.scale_grad_by_freq
         self.requires_grad = bool(requires_grad)
         self._client = connect(client)
+        self._own_client = self._client is not client   # made here from an address: closed by close()
         info = self._client.scheduler_info(n_workers=-1)["workers"]
         workers = sorted(info)
         if not workers:
@@ -235,7 +236,7 @@ class _ShardedTable(nn.Module):
         self._reply = None         # (batch, rows) answered by a prefetching exchange
         self._lost = None
         self._checkpoint = None
-        self._restored = None      # optimizer name whose state a load restored on the shards
+        self._restored = None      # (optimizer name, step) whose state a load restored on the shards
         self._optimizer = None
         self._opt_state = None
         self._traffic = [0, 0, 0]
@@ -394,7 +395,8 @@ class _ShardedTable(nn.Module):
 
         ``ids`` as for ``forward`` (for a bag, the flat or 2-D ids; offsets are not needed)."""
         self._check_alive()
-        self._next = self._batch(K.as_ids(ids, self.num_embeddings))
+        # A copy: the caller may refill its array before the forward that it announces.
+        self._next = self._batch(np.array(K.as_ids(ids, self.num_embeddings), copy=True))
         if self._pushes:  # the step was already taken: send now
             self._send(self._next)
 
@@ -610,11 +612,13 @@ class _ShardedTable(nn.Module):
                 w[ids[where == s]], dtype=self.dtype)) for s in np.unique(where)}, "a scatter")
 
     def close(self):
-        """Release the shards (their rows and state are lost unless saved)."""
-        for f in getattr(self, "_futures", ()):
+        """Release the shards (their rows and state are lost unless saved), and the Client if the
+        table made it from an address. The table cannot be used afterwards."""
+        for f in self._futures:
             f.release()
-        self._futures = []
         self._lost = self._lost or RuntimeError(f"{type(self).__name__} was closed")
+        if self._own_client:
+            self._client.close()
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.num_embeddings}, {self.embedding_dim}, "
@@ -745,8 +749,9 @@ class ShardedEmbeddingBag(_ShardedTable):
         batch = self._ids_of_next(idx)
         if self.max_norm is not None:
             # The pull renormalises rows on the shards: check the bags before anything changes.
-            self._mini(batch, np.zeros((batch.unique.size, self.embedding_dim), self.dtype))(
-                batch.inverse, offsets, per_sample_weights)
+            with self._threads(batch):
+                self._mini(batch, np.zeros((batch.unique.size, self.embedding_dim), self.dtype))(
+                    batch.inverse, offsets, per_sample_weights)
         mini = self._mini(batch, self._rows(batch))
         with self._threads(batch):
             out = mini(batch.inverse, offsets, per_sample_weights)
