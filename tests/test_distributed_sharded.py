@@ -129,6 +129,9 @@ def test_seeded_init_zero_padding_and_checks(dask_client):
     opt = smd.Adagrad([emb], lr=0.1)
     with pytest.raises(NotImplementedError, match="load"):
         opt.load_state_dict(opt.state_dict())
+    emb._tokens[0] = "another actor"       # as if Dask had re-run a shard's task on a new worker
+    with pytest.raises(smd.ShardLostError, match="shard 0 of 2 .*afresh"):
+        emb(np.arange(6))
 
 
 def test_checkpoint_reshard_round_trip(dask_client, tmp_path):

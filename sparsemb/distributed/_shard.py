@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from typing import NamedTuple
 
 import numpy as np
@@ -130,6 +131,9 @@ class Shard:
         self.spec = spec
         self.index = index
         self.threads = max(int(threads), 1)
+        # Drawn here, not passed: if Dask ever re-ran this task (a worker restarted at the same
+        # address), the new, freshly filled actor would answer with another token.
+        self.token = secrets.token_hex(8)
         self._restored = None
         self.ids = own_ids(spec, index)
         self.n = self.ids.size
@@ -148,6 +152,10 @@ class Shard:
                 self._restored = (name, state)
         self.table = Embedding(weight.shape[0], spec.embedding_dim, _weight=weight)
         self.optimizer = None
+
+    def get_token(self) -> str:
+        """This actor's token, drawn when it started (see :meth:`exchange`)."""
+        return self.token
 
     def _local(self, ids):
         return np.searchsorted(self.ids, ids)
@@ -170,18 +178,19 @@ class Shard:
         self._restored = None
 
     def exchange(self, pushes, pull):
-        """Apply ``pushes`` (a list of :class:`Push`, in order), then return the rows of ``pull``
-        (sorted ids placed here, or None), renormalised first when the table has a ``max_norm``:
-        one message per step, so the rows pulled always reflect every step pushed before them."""
+        """Apply ``pushes`` (a list of :class:`Push`, in order), then return ``(token, rows)``: the
+        rows of ``pull`` (sorted ids placed here, or None: rows None), renormalised first when the
+        table has a ``max_norm``. One message per step, so the rows pulled always reflect every step
+        pushed before them."""
         with num_threads(self.threads):
             for p in pushes:
                 self._apply(Push(*p))
             if pull is None:
-                return None
+                return self.token, None
             local = self._local(pull)
             if self.spec.max_norm > 0 and local.size:
                 KE.renorm(self.table.weight, local, self.spec.max_norm, self.spec.norm_type)
-            return np.take(self.table.weight, local, axis=0)
+            return self.token, np.take(self.table.weight, local, axis=0)
 
     def _apply(self, push):
         opt = self.optimizer

@@ -252,6 +252,7 @@ class _ShardedTable(nn.Module):
                                              key=f"sparsemb-shard-{tag}-{s}")
                          for s, w in enumerate(self.workers)]
         self._actors = self._wait({s: f for s, f in enumerate(self._futures)}, what="start")
+        self._tokens = self._call("get_token", {s: () for s in range(self.num_shards)}, "start")
 
     # -- waiting for shards, and losing them ---------------------------------------------------
 
@@ -301,6 +302,16 @@ class _ShardedTable(nn.Module):
         if what == "an exchange":
             self._lose(s, f"it failed while applying a step ({type(err).__name__}: {err})")
         raise err
+
+    def _check_tokens(self, tokens=None):
+        """Lose the table if a shard answering is not the actor that started (``tokens``: shard ->
+        the token it answered with; None: ask every shard)."""
+        if tokens is None:
+            tokens = self._call("get_token", {s: () for s in range(self.num_shards)}, "a check")
+        for s, token in tokens.items():
+            if token != self._tokens[s]:
+                self._lose(s, "Dask started it afresh on a restarted worker (its rows and state are "
+                              "not the table's)")
 
     def _call(self, method, per_shard, what):
         """``actor.method(*args)`` on each shard in ``per_shard`` (shard -> args), all sent at once;
@@ -356,14 +367,15 @@ class _ShardedTable(nn.Module):
             return
         inflight, self._inflight = self._inflight, None
         replies = self._wait(inflight.futures, "an exchange")
+        self._check_tokens({s: token for s, (token, _) in replies.items()})
         batch = inflight.batch
         if batch is None:
             return
         rows = np.empty((batch.unique.size, self.embedding_dim), dtype=self.dtype)
         for s, part in enumerate(batch.parts):
             if part is not None:
-                rows[part] = replies[s]
-                self._traffic[2] += replies[s].nbytes
+                rows[part] = replies[s][1]
+                self._traffic[2] += replies[s][1].nbytes
         self._reply = (batch, rows)
 
     def _rows(self, batch):
@@ -485,6 +497,7 @@ class _ShardedTable(nn.Module):
     def _gather(self):
         """``(ids, rows, state)`` of the whole table, in id order, from every shard."""
         self.flush()
+        self._check_tokens()
         parts = self._call("dump", {s: () for s in range(self.num_shards)}, "a gather")
         w = np.empty((self.num_embeddings, self.embedding_dim), dtype=self.dtype)
         state = {}
@@ -545,6 +558,7 @@ class _ShardedTable(nn.Module):
             raise FileExistsError(f"{path} is not empty and holds no sparsemb checkpoint "
                                   f"({MANIFEST}): refusing to write into it")
         self.flush()
+        self._check_tokens()
         token = secrets.token_hex(4)
         try:
             entries = self._call("save", {s: (path, token) for s in range(self.num_shards)}, "save")

@@ -14,6 +14,7 @@ worker shares. Each worker checks it (same size and modification time) before tr
 from __future__ import annotations
 
 import os
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -56,16 +57,35 @@ class GroupActor:
         return self.group.step(*args)
 
 
+#: Seconds between two looks at a pending call (and at whether its worker is still there).
+_POLL = 0.02
+_WORKER_CHECK = 1.0
+
+
 class _Call(NamedTuple):
+    client: object
     future: object
     worker: str
 
+    def _lost(self, why):
+        return WorkerLostError(f"Dask worker {self.worker} was lost during training ({why}); the model holds "
+                               f"the vectors of the last merge")
+
     def result(self):
+        # Polled, not waited on: a call whose worker died (and was restarted by its nanny, without
+        # the actor) can stay pending for ever (Dask drops the error of a vanished actor).
+        waited = 0.0
+        while not self.future.done():
+            time.sleep(_POLL)
+            waited += _POLL
+            if waited >= _WORKER_CHECK:
+                waited = 0.0
+                if self.worker not in self.client.scheduler_info()["workers"]:
+                    raise self._lost("it left the cluster")
         try:
             return self.future.result()
         except (CommClosedError, OSError, EOFError) as err:
-            raise WorkerLostError(f"Dask worker {self.worker} was lost during training ({type(err).__name__}: "
-                                  f"{err}); the model holds the vectors of the last merge") from err
+            raise self._lost(f"{type(err).__name__}: {err}") from err
 
 
 class Remote(NamedTuple):
@@ -79,7 +99,7 @@ class Remote(NamedTuple):
 
     def step(self, *args):
         with self.client.as_current():  # the actor's proxy finds its client there, default or not
-            return _Call(self.actor.step(*args), self.worker)
+            return _Call(self.client, self.actor.step(*args), self.worker)
 
 
 def runner(client, key, total, model, base, lockf, sampling, config):
