@@ -81,6 +81,10 @@ def child(args):
     opt = sm.optim.Adagrad([emb])
     arrays = [emb.weight, opt.state[emb._param]["sum"]]
     if args.setting != "in RAM":
+        # Written back first (a new file's drawn pages, the last child's steps): the kernel's
+        # writeback of dirty pages during the timed steps would make the next write to each of
+        # them fault again, a cost of the previous run, not of this one.
+        opt.flush()
         for a in arrays:  # the library advises "random"; "normal" shows what that saves
             advise(a, args.advice)
     if args.setting == "mapped, fits":

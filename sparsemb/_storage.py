@@ -16,6 +16,7 @@ import json
 import mmap
 import os
 import re
+import shutil
 import stat
 from io import BytesIO
 
@@ -311,10 +312,16 @@ def _fsync_dir(directory):
 
 
 def _write_npy(path, array):
-    """``array`` to ``path`` as ``.npy``, atomically and durably (fsync before the rename). A memmap
-    is streamed from its pages, not copied into memory."""
+    """``array`` to ``path`` as ``.npy``, atomically and durably (fsync before the rename). A table
+    mapped from a ``.npy`` file is copied from that file with ``read``, which sees the mapping's
+    pages and reads ahead (a mapping advised "random" would fault page by page)."""
+    source = mapped_file(array)
     with atomic_write(path) as f:
-        np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
+        if source is not None:
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+        else:
+            np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
 

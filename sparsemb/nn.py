@@ -593,6 +593,12 @@ class _Table(Module):
         if self.padding_idx is not None:
             weight[self.padding_idx] = 0
 
+    def prefetch(self, ids):
+        """Start reading the pages of the rows ``ids`` of a mapped table, in parallel
+        (``MADV_WILLNEED``); nothing for a table in RAM. For lookups on a table larger than memory;
+        to train, ``opt.prefetch(layer, ids)`` also reads the optimizer's state rows."""
+        _storage.will_need(self.weight, K.as_ids(ids, self.num_embeddings))
+
     def flush(self):
         """Write a mapped table's changed pages to its file (``msync``); nothing for a table in RAM.
 
@@ -785,7 +791,8 @@ class Embedding(_Table):
         tensor: a C-contiguous NumPy array or ``np.memmap`` (``np.load(path, mmap_mode="r+")``
         trains a table in a file; ``mmap_mode="r"`` serves one read-only, with ``freeze=True``).
         An array that would need converting raises instead of being copied silently (ValueError,
-        TypeError), as does a read-only one with ``freeze=False``."""
+        TypeError), as does a read-only one with ``freeze=False``. A memmap is advised
+        ``MADV_RANDOM`` (see :func:`sparsemb._storage.open_array`)."""
         w = _pretrained(embeddings, copy, freeze)
         return cls(w.shape[0], w.shape[1], padding_idx, max_norm, norm_type, scale_grad_by_freq,
                    sparse, w, freeze)

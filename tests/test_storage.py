@@ -366,6 +366,7 @@ def test_prefetch_is_only_a_hint(tmp_path):
     opt_a, opt_b = OPTS["Adagrad"]([a]), OPTS["Adagrad"]([b])
     for ids, g in batches:
         opt_b.prefetch(b, ids)
+        b.prefetch(ids)
         b(ids)
         opt_b.backward_step(b, g)
     _train(a, opt_a, batches, True)
