@@ -35,6 +35,7 @@ naming it and the last checkpoint; the table then refuses all further use.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -160,6 +161,11 @@ def _check_config(cfg: _Config) -> _Config:
                         include_last_offset=bool(cfg.include_last_offset))
 
 
+async def _gather(futures):
+    """Every future's result, or the exception it raised (actor futures are awaitables)."""
+    return await asyncio.gather(*futures, return_exceptions=True)
+
+
 class ShardedParameter:
     """A sharded table as an optimizer sees it (what ``parameters()`` yields), like
     :class:`sparsemb.nn.Parameter` but not one: a ``sparsemb.optim`` optimizer, which would keep a
@@ -270,23 +276,26 @@ class _ShardedTable(nn.Module):
             raise self._lost
 
     def _wait(self, futures, what):
-        """The results of ``futures`` (shard -> future), polling that each shard's actor is alive."""
-        out = {}
+        """The results of ``futures`` (shard -> future), awaited together in one hop to Dask's event
+        loop, polling between hops that each shard's actor is still alive."""
+        shards = list(futures)
         start = time.monotonic()
-        for s, fut in futures.items():
-            while True:
-                try:
-                    out[s] = fut.result(timeout=_POLL)
-                    break
-                except TimeoutError:
-                    if self._futures[s].status not in ("finished", "pending") or (
-                            what != "start" and self._futures[s].status != "finished"):
-                        self._lose(s, f"its actor is {self._futures[s].status} (the worker died)")
-                    if time.monotonic() - start > TIMEOUT:
-                        self._lose(s, f"no answer to {what} in {TIMEOUT:.0f} s")
-                except Exception as err:
-                    self._failed(s, err, what)
-        return out
+        while True:
+            try:
+                results = self._client.sync(_gather, [futures[s] for s in shards],
+                                            callback_timeout=_POLL)
+                break
+            except TimeoutError:
+                for s in shards:
+                    status = self._futures[s].status
+                    if status not in ("finished", "pending") or (what != "start" and status != "finished"):
+                        self._lose(s, f"its actor is {status} (the worker died)")
+                if time.monotonic() - start > TIMEOUT:
+                    self._lose(shards[0], f"no answer to {what} in {TIMEOUT:.0f} s")
+        for s, r in zip(shards, results):
+            if isinstance(r, BaseException):
+                self._failed(s, r, what)
+        return dict(zip(shards, results))
 
     def _failed(self, s, err, what):
         """Shard ``s`` raised ``err`` during ``what``: lose the table if the shard is gone (Dask's
