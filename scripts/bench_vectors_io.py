@@ -113,6 +113,8 @@ def main():
     parser.add_argument("--dim", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=1, help="interleaved runs per row; medians shown")
     parser.add_argument("--formats", default="txt,bin")
+    parser.add_argument("--ops", default="write,read", help="reads read the file sparsemb wrote: write first")
+    parser.add_argument("--libs", default="sparsemb,gensim", help="also 'before' with --before")
     parser.add_argument("--warm", action="store_true",
                         help="each run first reads (and writes) a two-word file: one-time costs go in the floor")
     parser.add_argument("--dir", default=None, help="where the files go (in a new folder, deleted after)")
@@ -122,14 +124,16 @@ def main():
     args = parser.parse_args()
     table = args.words * args.dim * 4
     directory = tempfile.mkdtemp(prefix="bench_vectors_io-", dir=args.dir)
-    libs = ("sparsemb", "gensim") + (("before",) if args.before else ())
+    libs = tuple(args.libs.split(",")) + (("before",) if args.before else ())
+    if "read" in args.ops and not ("write" in args.ops and "sparsemb" in libs):
+        parser.error("reads read the file sparsemb writes: --ops needs write and --libs sparsemb")
     print(f"{args.words} words x {args.dim} dims: table {table / 2**20:.0f} MiB")
     print(f"{'op':6} {'fmt':4} {'library':9} {'seconds':>8} {'floor MiB':>9} {'peak-floor':>10} "
           f"{'result':>7} {'transient':>9} {'/table':>7}")
     try:
         for fmt in args.formats.split(","):
             # Every library reads the file sparsemb wrote.
-            for op in ("write", "read"):
+            for op in args.ops.split(","):
                 results = {lib: [] for lib in libs}
                 for _ in range(args.rounds):
                     for lib in libs:

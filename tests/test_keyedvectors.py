@@ -1,10 +1,11 @@
 """KeyedVectors: queries and evaluation against recorded gensim results; word2vec C files."""
 import os
+import warnings
 
 import numpy as np
 import pytest
 
-from sparsemb.word2vec import KeyedVectors
+from sparsemb.word2vec import KeyedVectors, keyedvectors
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
@@ -165,3 +166,68 @@ def test_trailing_bytes_after_the_promised_vectors_are_refused(tmp_path):
     (tmp_path / "v.bin").write_bytes((tmp_path / "v.bin").read_bytes() + b"c \x00\x00\x80?")
     with pytest.raises(ValueError, match="after the last"):
         KeyedVectors.load_word2vec_format(tmp_path / "v.bin", binary=True)
+
+
+def _python_read(data, dtype):
+    """What a text vectors file holds, read line by line with Python's split and NumPy's float parse."""
+    lines = data.split(b"\n")
+    n, dim = map(int, lines[0].split())
+    keys, rows = [], []
+    for raw in lines[1 : n + 1]:
+        parts = raw.rstrip().split(b" ")
+        keys.append(parts[0].decode())
+        rows.append(np.array(parts[1:], dtype=np.float64 if np.dtype(dtype).itemsize > 4 else np.float32))
+    return keys, np.array(rows).astype(dtype)
+
+
+@pytest.mark.parametrize("chunk", [64, 1 << 20])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_text_reader_gives_pythons_values_for_every_spelling(tmp_path, monkeypatch, chunk, dtype):
+    # Plain numbers go through the compiled parser, the others (nan, 17 digits, exponents beyond the
+    # exact powers of ten, underscores) through Python's; both must give float()'s value, bit for bit.
+    monkeypatch.setattr(keyedvectors, "CHUNK_BYTES", chunk)  # lines across chunk boundaries, and longer
+    rng = np.random.default_rng(3)
+    spellings = [lambda v: "%.9g" % v, lambda v: repr(float(v)), lambda v: "%.17g" % v, lambda v: "%.3e" % v,
+                 lambda v: "%+.4E" % v, lambda v: ("%.6f" % v).rstrip("0"), lambda v: "%.0f" % v]
+    odd = ["nan", "inf", "-inf", "-0", "+1", ".5", "5.", "1E5", "1_0", "0.000", "00012", "1e-400", "3e38"]
+    n, dim = 120, 6
+    values = rng.standard_normal((n, dim)) * 10.0 ** rng.integers(-45, 40, (n, dim))
+    lines = [f"{n} {dim}"]
+    for r in range(n):
+        numbers = [spellings[rng.integers(len(spellings))](v) for v in values[r]]
+        numbers[r % dim] = odd[r % len(odd)] if r % 4 == 0 else numbers[r % dim]
+        lines.append(f"k{r}é " + " ".join(numbers) + ["", " ", "\r", " \t"][r % 4])
+    data = ("\n".join(lines)).encode()  # no newline after the last line
+    (tmp_path / "v.txt").write_bytes(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "3e38" overflows float32 in both readers
+        kv = KeyedVectors.load_word2vec_format(tmp_path / "v.txt", datatype=dtype)
+        keys, expected = _python_read(data, dtype)
+    assert kv.index_to_key == keys and kv.vectors.dtype == dtype
+    assert np.array_equal(kv.vectors.view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_repeated_word_keeps_its_first_vector(tmp_path, binary):
+    vectors = np.arange(12, dtype=np.float32).reshape(4, 3)
+    path = tmp_path / "v"
+    with open(path, "wb") as f:
+        f.write(b"4 3\n")
+        for word, row in zip([b"a", b"b", b"a", b"c"], vectors):
+            f.write(word + b" " + (row.tobytes() if binary else " ".join("%.9g" % x for x in row).encode()) + b"\n")
+    with pytest.warns(UserWarning, match="1 repeated words"):
+        kv = KeyedVectors.load_word2vec_format(path, binary=binary)
+    assert kv.index_to_key == ["a", "b", "c"] and kv.get_index("c") == 2
+    assert np.array_equal(kv.vectors, vectors[[0, 1, 3]])
+
+
+def test_the_compiled_parser_takes_plain_lines_and_stops_before_others():
+    from sparsemb.kernels import textio
+
+    data = np.frombuffer(b"ab 1.5 -2e-3\r\nc 0.1 7\nd nan 1\ne 1 2\n", dtype=np.uint8)
+    out, bounds = np.zeros((4, 2), np.float32), np.zeros((4, 2), np.int64)
+    lines, pos = textio.parse_lines(data, 0, 4, out, bounds)
+    assert (lines, pos) == (2, 22)  # "d nan 1" is left to Python
+    assert np.array_equal(out[:2], np.array([[1.5, -2e-3], [0.1, 7]], np.float32))
+    assert bounds[:2].tolist() == [[0, 2], [14, 15]]
+    assert textio.parse_lines(data, 30, 4, out, bounds) == (1, 36)

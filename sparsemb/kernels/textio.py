@@ -1,12 +1,18 @@
-"""Numbers to text for the word2vec text format: ``key v1 ... vdim`` lines written as ``"%.9g"`` would.
+"""The word2vec text format in compiled code: ``key v1 ... vdim`` lines written as ``"%.9g"`` would
+write them, and read as ``float()`` would read them.
 
-Two passes over a block of rows. :func:`decimal_digits` finds each number's nine significant digits
-and decimal exponent in float64 (one scaling by a power of ten, at most three roundings, so the scaled
-value is within 4e-7 of the exact one); a number whose scaled value is within :data:`TIE` of a rounding
-boundary (``.5``) is marked for its caller to settle with Python's own correctly rounded formatting,
-so the digits are always those printf gives. :func:`write_lines` then lays keys and numbers out in a
-byte buffer, as ``%g`` does: positional for exponents in [-4, 9), scientific (``1.5e-05``,
-``-3e+38``, ``1e-300``) otherwise, trailing zeros dropped, ``-0``, ``inf``, ``-inf`` and ``nan``.
+Writing takes two passes over a block of rows. :func:`decimal_digits` finds each number's nine
+significant digits and decimal exponent in float64 (one scaling by a power of ten, at most three
+roundings, so the scaled value is within 4e-7 of the exact one); a number whose scaled value is within
+:data:`TIE` of a rounding boundary (``.5``) is marked for its caller to settle with Python's own
+correctly rounded formatting, so the digits are always those printf gives. :func:`write_lines` then
+lays keys and numbers out in a byte buffer, as ``%g`` does: positional for exponents in [-4, 9),
+scientific (``1.5e-05``, ``-3e+38``, ``1e-300``) otherwise, trailing zeros dropped, ``-0``, ``inf``,
+``-inf`` and ``nan``.
+
+Reading, :func:`parse_lines` takes the lines whose numbers it can convert exactly with one float64
+operation (nearly all that any tool writes) and stops before any other, which its caller reads in
+Python: the values and the errors are those of the Python reader.
 """
 from __future__ import annotations
 
@@ -193,3 +199,121 @@ def write_lines(keys, block, digits, exps, out):
 def buffer_size(key_bytes, rows, dim):
     """Bytes :func:`write_lines` needs for ``rows`` rows of ``dim`` numbers and their keys."""
     return key_bytes + rows * (1 + dim * MAX_NUMBER_BYTES) + 16
+
+
+#: Digits a number may have for :func:`parse_lines` (more go to the caller): the mantissa then fits
+#: in a float64 exactly.
+MAX_PARSED_DIGITS = 15
+
+
+@jit(inline="always")
+def _is_line_space(c):
+    """Whitespace ``bytes.rstrip()`` removes, newline aside: space, tab, CR, VT, FF."""
+    return c == 32 or c == 9 or c == 13 or c == 11 or c == 12
+
+
+@jit()
+def parse_lines(data, pos, max_lines, out, key_bounds):
+    """Parse lines ``key v1 ... vdim`` of ``data`` from ``pos`` while they are plain.
+
+    A line is plain when its key (the bytes before the first space) is not empty, ``dim`` numbers
+    follow, each after one space, and only line whitespace follows them before ``\\n``; a number is
+    plain when it is ``[+-]digits[.digits][(e|E)[+-]digits]`` with at most
+    :data:`MAX_PARSED_DIGITS` significant digits and a decimal exponent within +-22 of them, so that
+    one float64 multiplication or division of exact operands gives the correctly rounded value
+    (Clinger's fast path), which is what ``float()`` gives. Parsing stops before the first line that
+    is not plain (the caller reads it its own way) or after ``max_lines`` lines.
+
+    Parameters
+    ----------
+    data : ndarray of uint8
+        Whole lines, the last ending with ``\\n``.
+    pos : int
+        Offset of the first line.
+    max_lines : int
+    out : ndarray, float32 or float64, shape (>= max_lines, dim)
+        Receives the numbers of line ``i`` in ``out[i]``.
+    key_bounds : ndarray of int64, shape (>= max_lines, 2)
+        Receives the start and end offsets of each line's key.
+
+    Returns
+    -------
+    (int, int)
+        Lines parsed, and the offset after the last of them.
+    """
+    dim = out.shape[1]
+    n = data.shape[0]
+    lines = 0
+    while lines < max_lines and pos < n:
+        p = pos
+        while p < n and data[p] != 32 and data[p] != 10:
+            p += 1
+        if p == pos or p >= n or data[p] != 32:
+            break
+        key_end = p
+        ok = True
+        for j in range(dim):
+            if p >= n or data[p] != 32:
+                ok = False
+                break
+            p += 1
+            neg = False
+            if p < n and (data[p] == 45 or data[p] == 43):
+                neg = data[p] == 45
+                p += 1
+            mant = 0.0
+            digits = 0  # significant digits kept
+            any_digit = False
+            scale = 0
+            while p < n and 48 <= data[p] <= 57:
+                any_digit = True
+                if digits or data[p] != 48:
+                    mant = mant * 10.0 + (int(data[p]) - 48)
+                    digits += 1
+                p += 1
+            if p < n and data[p] == 46:
+                p += 1
+                while p < n and 48 <= data[p] <= 57:
+                    any_digit = True
+                    if digits or data[p] != 48:
+                        mant = mant * 10.0 + (int(data[p]) - 48)
+                        digits += 1
+                    scale -= 1
+                    p += 1
+            if not any_digit or digits > MAX_PARSED_DIGITS:
+                ok = False
+                break
+            if p < n and (data[p] == 101 or data[p] == 69):
+                p += 1
+                eneg = False
+                if p < n and (data[p] == 45 or data[p] == 43):
+                    eneg = data[p] == 45
+                    p += 1
+                if p >= n or not 48 <= data[p] <= 57:
+                    ok = False
+                    break
+                ex = 0
+                while p < n and 48 <= data[p] <= 57:
+                    if ex < 100000:
+                        ex = ex * 10 + (int(data[p]) - 48)
+                    p += 1
+                scale += -ex if eneg else ex
+            if mant == 0.0:
+                value = 0.0
+            elif -22 <= scale <= 22:
+                value = mant / _POW10[-scale] if scale < 0 else mant * _POW10[scale]
+            else:
+                ok = False
+                break
+            out[lines, j] = -value if neg else value
+        if not ok:
+            break
+        while p < n and _is_line_space(data[p]):
+            p += 1
+        if p >= n or data[p] != 10:
+            break
+        key_bounds[lines, 0] = pos
+        key_bounds[lines, 1] = key_end
+        lines += 1
+        pos = p + 1
+    return lines, pos

@@ -1338,6 +1338,13 @@ def _read_vectors_file(path, binary, encoding, errors, limit, dtype, no_header):
     filled = 0
     duplicates = 0
     for block_keys, block in pieces:
+        fresh = dict(zip(block_keys, range(filled, filled + len(block_keys))))
+        if len(fresh) == len(block_keys) and key_to_index.keys().isdisjoint(fresh):  # no repeats: in C
+            key_to_index.update(fresh)
+            keys += block_keys
+            vectors[filled : filled + len(block_keys)] = block
+            filled += len(block_keys)
+            continue
         take = []
         for j, key in enumerate(block_keys):
             if key in key_to_index:
@@ -1417,36 +1424,72 @@ def _read_binary(fin, path, n, dim, dtype, errors, encoding, check_tail):
 
 
 def _read_text(fin, path, n, dim, dtype, errors, encoding, first_line):
-    """Yield pieces of ``n`` text lines ``key v1 ... vdim``."""
+    """Yield pieces of ``n`` text lines ``key v1 ... vdim``, a chunk of the file at a time.
+
+    Plain lines (as the C tool, gensim and sparsemb write them) are parsed by compiled code
+    (:func:`sparsemb.kernels.textio.parse_lines`), each value the float64 ``float()`` gives, cast to
+    float32 as NumPy casts it; any other line goes through :func:`_parse_text_line`, which also says
+    what is wrong with a bad one.
+    """
+    parse_dtype = np.dtype(np.float64 if dtype.itemsize > 4 else np.float32)
     i = 0
+    rest = b""
     while i < n:
-        lines = fin.readlines(CHUNK_BYTES)
-        if not lines:
-            raise _truncated(path, f"truncated at line {i + first_line}: expected {n} words, found {i}")
-        lines = lines[: n - i]
-        keys, numbers = [], []
-        for raw in lines:
-            line_no = i + first_line
-            parts = raw.rstrip().split(b" ")
-            if len(parts) != dim + 1:
-                if not raw.strip():
-                    raise _truncated(path, f"truncated at line {line_no}: expected {n} words, found {i}")
-                raise ValueError(f"{path}: line {line_no} has {len(parts) - 1} numbers, expected {dim} "
-                                 f"(corrupt, or binary?)")
-            keys.append(_decode(parts[0], path, f"line {line_no}", errors, encoding))
-            numbers += parts[1:]
-            i += 1
-        try:
-            block = np.array(numbers, dtype=np.float64 if dtype.itemsize > 4 else np.float32).reshape(len(keys), dim)
-        except ValueError:
-            for j, raw in enumerate(lines):
-                try:
-                    np.array(raw.rstrip().split(b" ")[1:], dtype=np.float64)
-                except ValueError:
-                    raise ValueError(f"{path}: line {i - len(lines) + j + first_line} has a value that is not "
-                                     f"a number") from None
-            raise
+        more = fin.read(CHUNK_BYTES)
+        data = rest + more
+        if not more:
+            if not data:
+                raise _truncated(path, f"truncated at line {i + first_line}: expected {n} words, found {i}")
+            if not data.endswith(b"\n"):
+                data += b"\n"
+        end = data.rfind(b"\n") + 1
+        rest = data[end:]
+        if not end:  # a line longer than the chunk: read on
+            continue
+        rows = min(n - i, data.count(b"\n", 0, end))
+        raw = np.frombuffer(data, dtype=np.uint8, count=end)
+        block = np.empty((rows, dim), parse_dtype)
+        bounds = np.empty((rows, 2), np.int64)
+        keys = []
+        pos = filled = 0
+        while filled < rows:
+            got, pos = _textio.parse_lines(raw, pos, rows - filled, block[filled:], bounds[filled:])
+            keys += _decode_keys(data, bounds[filled : filled + got], path, i + first_line, errors, encoding)
+            filled += got
+            i += got
+            if filled < rows:  # a line the compiled parser leaves to Python
+                stop = data.index(b"\n", pos) + 1
+                key, block[filled] = _parse_text_line(data[pos:stop], path, i + first_line, n, i, dim, parse_dtype,
+                                                      errors, encoding)
+                keys.append(key)
+                filled += 1
+                i += 1
+                pos = stop
         yield keys, block.astype(dtype, copy=False)
+
+
+def _decode_keys(data, bounds, path, first_line, errors, encoding):
+    """The keys at ``bounds`` (start, end) of ``data``; an undecodable one names its line."""
+    spans = bounds.tolist()
+    try:
+        return [data[a:b].decode(encoding, errors) for a, b in spans]
+    except UnicodeDecodeError:
+        return [_decode(data[a:b], path, f"line {first_line + j}", errors, encoding) for j, (a, b) in enumerate(spans)]
+
+
+def _parse_text_line(raw, path, line_no, n, found, dim, parse_dtype, errors, encoding):
+    """``(key, numbers)`` of one line, read by Python, or the error that says what is wrong with it."""
+    parts = raw.rstrip().split(b" ")
+    if len(parts) != dim + 1:
+        if not raw.strip():
+            raise _truncated(path, f"truncated at line {line_no}: expected {n} words, found {found}")
+        raise ValueError(f"{path}: line {line_no} has {len(parts) - 1} numbers, expected {dim} "
+                         f"(corrupt, or binary?)")
+    key = _decode(parts[0], path, f"line {line_no}", errors, encoding)
+    try:
+        return key, np.array(parts[1:], dtype=parse_dtype)
+    except ValueError:
+        raise ValueError(f"{path}: line {line_no} has a value that is not a number") from None
 
 
 def _check_keys(index_to_key, prefix):
