@@ -6,7 +6,8 @@ so scores computed here can be compared with scores computed by gensim. Files:
 
 * the word2vec C tool's text and binary formats (:meth:`KeyedVectors.save_word2vec_format`,
   :meth:`KeyedVectors.load_word2vec_format`), read and written in blocks: memory stays near the table's
-  size however large the file, and text is formatted a block of rows at a time;
+  size however large the file; text is formatted and parsed by compiled code
+  (:mod:`sparsemb.kernels.textio`), with printf's digits and ``float()``'s values;
 * sparsemb's own format (:meth:`KeyedVectors.save`): a JSON file of keys and settings beside one
   ``.npy`` file per array, so that ``load(path, mmap="r")`` maps the vectors without reading them;
 * a KeyedVectors that gensim saved (a pickle and its ``.npy`` side files), read without gensim through
