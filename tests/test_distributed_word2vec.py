@@ -92,3 +92,31 @@ def test_an_unreachable_scheduler_is_one_line(corpus, tmp_path, capsys, monkeypa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot reach the Dask scheduler" in err[0]
     assert not out.exists()
+
+
+class _KillAWorker:
+    """A callback killing one worker process at the end of the first epoch."""
+
+    def __init__(self, client):
+        import os
+
+        self.client, self.pids = client, client.run(os.getpid)
+        self.victim = sorted(self.pids)[1]
+
+    def on_epoch_end(self, model):
+        import os
+        import signal
+
+        if len(model.epoch_losses) == 1:
+            os.kill(self.pids[self.victim], signal.SIGKILL)
+
+
+def test_a_worker_lost_mid_run_is_a_clear_error(corpus):
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
+            distributed.Client(c) as client:
+        kill = _KillAWorker(client)
+        model = Word2Vec(vector_size=16, min_count=1, epochs=3, quiet=True, sync_words=1024, client=client)
+        model.build_vocab(corpus_file=corpus)
+        with pytest.raises(dw2v.WorkerLostError, match=f"Dask worker {kill.victim} was lost"):
+            model.train(corpus_file=corpus, total_examples=model.corpus_count, epochs=3, callbacks=[kill])
+        assert len(model.epoch_losses) == 1 and np.isfinite(model.wv.vectors).all()

@@ -27,7 +27,7 @@ class CorpusNotSharedError(FileNotFoundError):
     """The corpus file is missing, or another file, on a Dask worker."""
 
 
-class WorkerLostError(RuntimeError):
+class WorkerLostError(ConnectionError):
     """A Dask worker holding pieces of the training went away; the model is as of the last merge."""
 
 
@@ -57,49 +57,68 @@ class GroupActor:
         return self.group.step(*args)
 
 
-#: Seconds between two looks at a pending call (and at whether its worker is still there).
+#: Seconds between two looks at a pending call (and at whether the run's workers are all there).
 _POLL = 0.02
 _WORKER_CHECK = 1.0
 
 
-class _Call(NamedTuple):
+def _lost(worker, why):
+    return WorkerLostError(f"Dask worker {worker} was lost during training ({why}); the model holds the vectors "
+                           f"of the last merge")
+
+
+class _Watch(NamedTuple):
+    """The run's workers: all must stay, since a merge needs every piece."""
+
     client: object
+    workers: list
+
+    def check(self):
+        there = self.client.scheduler_info()["workers"]
+        for worker in self.workers:
+            if worker not in there:
+                raise _lost(worker, "it left the cluster")
+
+
+class _Call(NamedTuple):
+    watch: _Watch
     future: object
     worker: str
 
-    def _lost(self, why):
-        return WorkerLostError(f"Dask worker {self.worker} was lost during training ({why}); the model holds "
-                               f"the vectors of the last merge")
-
     def result(self):
-        # Polled, not waited on: a call whose worker died (and was restarted by its nanny, without
-        # the actor) can stay pending for ever (Dask drops the error of a vanished actor).
+        # Polled, not waited on: when a worker dies (and its nanny restarts it, without the actor),
+        # calls to it, and seen here even calls to the others, can stay pending for ever.
         waited = 0.0
         while not self.future.done():
             time.sleep(_POLL)
             waited += _POLL
             if waited >= _WORKER_CHECK:
                 waited = 0.0
-                if self.worker not in self.client.scheduler_info()["workers"]:
-                    raise self._lost("it left the cluster")
+                self.watch.check()
         try:
             return self.future.result()
-        except (CommClosedError, OSError, EOFError) as err:
-            raise self._lost(f"{type(err).__name__}: {err}") from err
+        except (CommClosedError, OSError, EOFError, RuntimeError) as err:
+            if isinstance(err, RuntimeError):  # Dask's "worker holding actor was lost", or the step's own
+                try:
+                    self.watch.check()
+                except WorkerLostError as lost:
+                    raise lost from err
+                raise
+            raise _lost(self.worker, f"{type(err).__name__}: {err}") from err
 
 
 class Remote(NamedTuple):
     """A worker's actor, called as :class:`~sparsemb.word2vec.replicas.Local` is."""
 
-    client: object
+    watch: _Watch
     future: object  # the actor lives while its future is held
     actor: object
     worker: str
     pieces: list
 
     def step(self, *args):
-        with self.client.as_current():  # the actor's proxy finds its client there, default or not
-            return _Call(self.client, self.actor.step(*args), self.worker)
+        with self.watch.client.as_current():  # the actor's proxy finds its client there, default or not
+            return _Call(self.watch, self.actor.step(*args), self.worker)
 
 
 def runner(client, key, total, model, base, lockf, sampling, config):
@@ -116,13 +135,15 @@ def runner(client, key, total, model, base, lockf, sampling, config):
     client.run(check_corpus, path, size, mtime_ns, workers=addresses)
     plan = _replicas.make_plan(path, pieces, total, model.sync_words)
     states = model._replica_states(pieces)
-    groups = []
+    made = []
     for i, address in enumerate(addresses):
         mine = list(range(i, pieces, len(addresses)))
-        if not mine:
-            continue
-        future = client.submit(GroupActor, plan, model.vocab.index_to_key, sampling, config, base, lockf, mine,
-                               states[mine], workers[address]["nthreads"], actor=True, workers=[address],
-                               allow_other_workers=False, pure=False)
-        groups.append(Remote(client, future, future.result(), address, mine))
+        if mine:
+            future = client.submit(GroupActor, plan, model.vocab.index_to_key, sampling, config, base, lockf, mine,
+                                   states[mine], workers[address]["nthreads"], actor=True, workers=[address],
+                                   allow_other_workers=False, pure=False)
+            made.append((future, address, mine))
+    watch = _Watch(client, [address for _, address, _ in made])
+    groups = [Remote(watch, future, _Call(watch, future, address).result(), address, mine)
+              for future, address, mine in made]
     return _replicas.Runner(groups, plan, base, states)
