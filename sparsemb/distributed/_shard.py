@@ -174,7 +174,6 @@ class Shard:
             state = self.optimizer.state[next(self.table.parameters())]
             for key, a in arrays.items():
                 state[key][: self.n] = a
-            del arrays
         self._restored = None
 
     def exchange(self, pushes, pull):
