@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--deterministic", action="store_true",
                        help="the same vectors bit for bit for any --threads or Dask cluster")
     train.add_argument("--sync-words", type=_SYNC_WORDS, default=None, metavar="N",
-                       help="with --deterministic or a cluster: tokens of each piece between merges "
+                       help="with --deterministic or a cluster: corpus tokens between merges "
                             f"(default {1 << 14})")
     cluster = train.add_mutually_exclusive_group()
     cluster.add_argument("--scheduler", metavar="ADDRESS",

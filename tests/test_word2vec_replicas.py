@@ -63,7 +63,7 @@ def test_sync_schedule_head_always_tiers_less_often_all_at_the_end():
 
 def test_plan_cuts_every_piece_into_equal_periods(tmp_path):
     path = _corpus(tmp_path)
-    plan = replicas.make_plan(path, 4, 6000, 500)
+    plan = replicas.make_plan(path, 4, 6000, 2000)  # 2000 corpus tokens a period: 3 periods
     assert plan.periods == 3 and len(plan.offsets) == 4 * 3 + 1
     assert plan.offsets[0] == 0 and plan.offsets == sorted(plan.offsets)
     assert abs(sum(plan.shares) - 6000) <= 4

@@ -56,6 +56,9 @@ class GroupActor:
     def step(self, *args):
         return self.group.step(*args)
 
+    def __del__(self):
+        self.group.close()
+
 
 #: Seconds between two looks at a pending call (and at whether the run's workers are all there).
 _POLL = 0.02
@@ -119,6 +122,9 @@ class Remote(NamedTuple):
     def step(self, *args):
         with self.watch.client.as_current():  # the actor's proxy finds its client there, default or not
             return _Call(self.watch, self.actor.step(*args), self.worker)
+
+    def close(self):
+        self.future.release()  # the actor goes with its last future
 
 
 def runner(client, key, total, model, base, lockf, sampling, config):

@@ -280,7 +280,8 @@ class Word2Vec:
         changes are merged every ``sync_words`` tokens in a fixed order
         (:mod:`sparsemb.word2vec.replicas` states the rule). Needs ``corpus_file``.
     sync_words : int
-        Tokens of each piece between two merges, with ``deterministic`` or ``client``.
+        Corpus tokens (over all pieces) between two merges, with ``deterministic`` or ``client``: fewer
+        train as a single thread does, more spend less time merging (and, on a cluster, sending).
     client : dask.distributed.Client, optional
         Train data-parallel on the cluster's workers (threads): each trains its share of
         ``corpus_file`` on its own copy of the tables, merged as with ``deterministic``. The corpus
@@ -758,6 +759,8 @@ class Word2Vec:
                 _call(callbacks, "on_epoch_end", self)
         finally:
             bar.close()
+            if replicated:
+                runner.close()
             # Computed again when a query needs them, as gensim does (not here: np.linalg.norm would
             # briefly hold a table-sized temporary at the end of every train()).
             self.wv.norms = None

@@ -2,7 +2,7 @@
 
 The corpus file is cut into ``pieces``, each trained by one *replica*: its own copy of every trained
 table and its own random state, one thread. An epoch runs in *periods* (each piece cut into equal byte
-ranges, ``sync_words`` tokens of every piece or so); after a period the replicas' changes to some
+ranges, ``sync_words`` tokens of the corpus over all pieces); after a period the replicas' changes to some
 rows are merged into the model and every replica continues from the merged rows:
 
     merged = model + delta_0 + delta_1 + ...    (delta_p = replica_p - model, added in piece order)
@@ -42,7 +42,8 @@ from . import corpus as _corpus
 SYNC_HEAD_ROWS = 1024
 #: Pieces of ``deterministic=True``: the result is the same for any number of threads or workers.
 DETERMINISTIC_PIECES = 4
-#: Default tokens of every piece between two merges.
+#: Default tokens between two merges, over all pieces: a replica misses at most this many of the
+#: others' updates, whatever the number of pieces.
 SYNC_WORDS = 1 << 14
 #: The trained tables, in the order of :class:`sparsemb.kernels.Tables`; ``lockf`` is read only.
 TRAINED = ("syn0", "syn1neg", "syn1", "acc0", "acc1")
@@ -60,7 +61,7 @@ class Plan(NamedTuple):
 
 
 def make_plan(path, pieces, total_tokens, sync_words) -> Plan:
-    periods = max(1, math.ceil(total_tokens / (pieces * sync_words)))
+    periods = max(1, math.ceil(total_tokens / sync_words))
     offsets = _corpus.byte_ranges(path, pieces * periods)
     size = max(offsets[-1], 1)
     shares = [round(total_tokens * (offsets[(p + 1) * periods] - offsets[p * periods]) / size)
@@ -129,6 +130,7 @@ class ReplicaGroup:
         self.copies = [[a.copy() for a in base] for _ in self.pieces]
         self.done = [0] * len(self.pieces)
         self.threads = max(1, min(threads, len(self.pieces)))
+        self.pool = None  # made on first use, its threads ended with the group
 
     def _train(self, i, period, alphas):
         plan, p = self.plan, self.pieces[i]
@@ -147,6 +149,11 @@ class ReplicaGroup:
         self.states[i] = np.uint64(state)
         return totals
 
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
     def apply(self, syncs, merged):
         """Set the merged rows in ``base`` and in every replica."""
         for s, rows in zip(syncs, merged):
@@ -164,8 +171,9 @@ class ReplicaGroup:
         if self.threads == 1:
             totals = [self._train(i, period, alphas) for i in range(len(self.pieces))]
         else:
-            with ThreadPoolExecutor(self.threads) as pool:
-                totals = list(pool.map(lambda i: self._train(i, period, alphas), range(len(self.pieces))))
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(self.threads)
+            totals = list(self.pool.map(lambda i: self._train(i, period, alphas), range(len(self.pieces))))
         changes = [[copy[s.table][s.lo:s.hi].copy() if copied
                     else copy[s.table][s.lo:s.hi] - self.base[s.table][s.lo:s.hi] for s in syncs]
                    for copy in self.copies]
@@ -193,6 +201,9 @@ class Local(NamedTuple):
     def step(self, *args):
         return Done(self.group.step(*args))
 
+    def close(self):
+        self.group.close()
+
 
 class Runner:
     """Trains epochs on ``groups`` (each with ``pieces`` and a ``step`` returning a future of
@@ -204,6 +215,11 @@ class Runner:
         self.copied = plan.pieces == 1
         self.states = np.array(states, dtype=np.uint64)
         self.update = None
+
+    def close(self):
+        """End the groups (their threads, or on a cluster their actors)."""
+        for g in self.groups:
+            g.close()
 
     def epoch(self, alphas, progress):
         """One epoch; ``progress(tokens)`` after every period. Returns the epoch's tokens, loss,
