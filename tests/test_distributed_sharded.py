@@ -134,6 +134,13 @@ def test_seeded_init_zero_padding_and_checks(dask_client):
     opt = smd.Adagrad([emb], lr=0.1)
     with pytest.raises(NotImplementedError, match="load"):
         opt.load_state_dict(opt.state_dict())
+    by_address = smd.ShardedEmbedding(6, 2, seed=2, client=dask_client.scheduler.address)
+    assert np.array_equal(by_address.weight, sm.Embedding(6, 2, seed=2).weight)
+    own_client = by_address._client
+    by_address.close()                     # closes the Client it made from the address
+    assert own_client.status == "closed" and dask_client.status == "running"
+    with pytest.raises(RuntimeError, match="closed"):
+        by_address(np.array([1]))
     emb._tokens[0] = "another actor"       # as if Dask had re-run a shard's task on a new worker
     with pytest.raises(smd.ShardLostError, match="shard 0 of 2 .*afresh"):
         emb(np.arange(6))
