@@ -500,11 +500,10 @@ class _ShardedTable(nn.Module):
     @property
     def weight(self) -> np.ndarray:
         """The whole table gathered on the client (a read-only copy: for small tables and tests)."""
-        ids, rows, _ = self._gather()
-        return rows
+        return self._gather()[0]
 
     def _gather(self):
-        """``(ids, rows, state)`` of the whole table, in id order, from every shard."""
+        """``(rows, {state key: rows})`` of the whole table, in id order, from every shard."""
         self.flush()
         self._check_tokens()
         parts = self._call("dump", {s: () for s in range(self.num_shards)}, "a gather")
@@ -515,7 +514,7 @@ class _ShardedTable(nn.Module):
             for k, v in st.items():
                 state.setdefault(k, np.empty((self.num_embeddings,) + v.shape[1:], v.dtype))[ids] = v
         w.flags.writeable = False
-        return np.arange(self.num_embeddings), w, state
+        return w, state
 
     @property
     def traffic(self) -> Traffic:
@@ -843,7 +842,7 @@ class _Sharded:
         index = {id(p): i for i, p in enumerate(self._params())}
         state = {}
         for p, s in self.state.items():
-            _, _, arrays = p.module._gather()
+            arrays = p.module._gather()[1]
             state[index[id(p)]] = {"step": s["step"], **arrays}
         return {"state": state,
                 "param_groups": [{k: v for k, v in g.items() if k != "params"}
