@@ -42,6 +42,7 @@ BATCH = 4096
 N_BATCHES = 8
 STEPS = 8           # steps per timed call
 WORK = 0.020        # seconds of other work a step, in the prefetch comparison
+BATCH_SWEEP = (512, 4096, 32768)
 LR = 0.1
 
 
@@ -155,6 +156,21 @@ def part_sharded(args):
             "and the hash keeps them even):")
         blocks.append(table(["network", "wire ms", "step ms", "step vs local"], rows_net,
                             args.markdown))
+        # Batch size: the per-message cost amortised
+        emb, opt = tables["2 shards, direct"]
+        sweep = {}
+        for n in BATCH_SWEEP:
+            bs = [zipf_ids(n, rows, seed=100 + s) for s in range(N_BATCHES)]
+            gn = np.random.default_rng(2).standard_normal((n, DIM)).astype(np.float32)
+            sweep[f"local, 1 thread, {n:,}"] = _serial(_loop(local1, tables["local, 1 thread"][1], bs, gn))
+            sweep[f"2 shards, direct, {n:,}"] = _loop(emb, opt, bs, gn)
+        times = interleaved(sweep, args.rounds, max_wait=float("inf"))
+        blocks.append("The per-message cost against the batch size (ids a step; 2 shards, direct):")
+        blocks.append(table(["ids a step", "local, 1 thread ms", "2 shards ms", "ratio"],
+                            [[f"{n:,}", fmt(times[f"local, 1 thread, {n:,}"] / STEPS * 1e3, ".2f"),
+                              fmt(times[f"2 shards, direct, {n:,}"] / STEPS * 1e3, ".2f"),
+                              fmt(times[f"2 shards, direct, {n:,}"] / times[f"local, 1 thread, {n:,}"],
+                                  ".1f", "x")] for n in BATCH_SWEEP], args.markdown))
         # Prefetch: other work between the step and the next forward
         cases = {"local": _loop(local, tables["local"][1], batches, g, WORK),
                  "local, 1 thread": _serial(_loop(local1, tables["local, 1 thread"][1], batches, g,
