@@ -49,9 +49,9 @@ def check_corpus(path, size, mtime_ns, dask_worker=None):
 class GroupActor:
     """A worker's replicas (a Dask actor): ReplicaGroup's arguments, the tables copied on arrival."""
 
-    def __init__(self, plan, words, sampling, config, base, lockf, pieces, states, threads):
-        base = [np.array(a, copy=True) for a in base]
-        self.group = _replicas.ReplicaGroup(plan, words, sampling, config, base, lockf, pieces, states, threads)
+    def __init__(self, plan, training, pieces, states, threads):
+        training = training._replace(base=[np.array(a, copy=True) for a in training.base])
+        self.group = _replicas.ReplicaGroup(plan, training, pieces, states, threads)
 
     def step(self, *args):
         return self.group.step(*args)
@@ -127,29 +127,27 @@ class Remote(NamedTuple):
         self.future.release()  # the actor goes with its last future
 
 
-def runner(client, key, total, model, base, lockf, sampling, config):
-    """The :class:`~sparsemb.word2vec.replicas.Runner` of ``model``'s run on ``client``'s workers."""
+def runner(client, key, total, training, plan_for, states_for):
+    """The :class:`~sparsemb.word2vec.replicas.Runner` of a run on ``client``'s workers: ``key`` the
+    corpus file's (kind, path, size, mtime), ``total`` its tokens, ``plan_for(path, pieces, total)`` and
+    ``states_for(pieces)`` the model's plan and random states for a number of pieces (one per worker
+    thread; a deterministic model fixes it)."""
     workers = client.scheduler_info()["workers"]
     if not workers:
         raise RuntimeError(f"the Dask cluster at {client.scheduler.address} has no workers")
     addresses = sorted(workers)
-    if model.deterministic:
-        pieces = _replicas.DETERMINISTIC_PIECES
-    else:
-        pieces = sum(workers[a]["nthreads"] for a in addresses)
     _, path, size, mtime_ns = key
     client.run(check_corpus, path, size, mtime_ns, workers=addresses)
-    plan = _replicas.make_plan(path, pieces, total, model.sync_words)
-    states = model._replica_states(pieces)
+    plan = plan_for(path, sum(workers[a]["nthreads"] for a in addresses), total)
+    states = states_for(plan.pieces)
     made = []
     for i, address in enumerate(addresses):
-        mine = list(range(i, pieces, len(addresses)))
+        mine = list(range(i, plan.pieces, len(addresses)))
         if mine:
-            future = client.submit(GroupActor, plan, model.vocab.index_to_key, sampling, config, base, lockf, mine,
-                                   states[mine], workers[address]["nthreads"], actor=True, workers=[address],
-                                   allow_other_workers=False, pure=False)
+            future = client.submit(GroupActor, plan, training, mine, states[mine], workers[address]["nthreads"],
+                                   actor=True, workers=[address], allow_other_workers=False, pure=False)
             made.append((future, address, mine))
     watch = _Watch(client, [address for _, address, _ in made])
     groups = [Remote(watch, future, _Call(watch, future, address).result(), address, mine)
               for future, address, mine in made]
-    return _replicas.Runner(groups, plan, base, states)
+    return _replicas.Runner(groups, plan, training.base, states)

@@ -893,18 +893,23 @@ class Word2Vec:
         the feed's counts."""
         total, raw, _ = self._file_counts(key, _corpus.WordTable.from_words(self.vocab.index_to_key))
         tables, sampling, config = tables
-        base = list(tables[:len(_replicas.TRAINED)])
+        training = _replicas.Training(self.vocab.index_to_key, sampling, config, list(tables[:len(_replicas.TRAINED)]),
+                                      tables.lockf)
         if self.client is not None:
             from ..distributed import word2vec as _distributed
-            runner = _distributed.runner(self.client, key, total, self, base, tables.lockf, sampling, config)
+            runner = _distributed.runner(self.client, key, total, training, self._replica_plan, self._replica_states)
         else:
-            pieces = _replicas.DETERMINISTIC_PIECES
-            plan = _replicas.make_plan(key[1], pieces, total, self.sync_words)
-            states = self._replica_states(pieces)
-            group = _replicas.ReplicaGroup(plan, self.vocab.index_to_key, sampling, config, base, tables.lockf,
-                                           range(pieces), states, self.workers)
-            runner = _replicas.Runner([_replicas.Local(group)], plan, base, states)
+            plan = self._replica_plan(key[1], _replicas.DETERMINISTIC_PIECES, total)
+            states = self._replica_states(plan.pieces)
+            group = _replicas.ReplicaGroup(plan, training, range(plan.pieces), states, self.workers)
+            runner = _replicas.Runner([_replicas.Local(group)], plan, training.base, states)
         return runner, _Feed(tokens=total, raw=raw, jobs=None, producer=None)
+
+    def _replica_plan(self, path, pieces, total):
+        """The plan of a run with ``pieces`` (``deterministic`` fixes them: pieces ignored then)."""
+        if self.deterministic:
+            pieces = _replicas.DETERMINISTIC_PIECES
+        return _replicas.make_plan(path, pieces, total, self.sync_words)
 
     def _replica_states(self, pieces):
         """Each piece's random state: the model's, continued, when it has one per piece."""

@@ -113,21 +113,32 @@ def merge(base, changes, syncs, copied):
     return merged
 
 
+class Training(NamedTuple):
+    """What every replica trains with: the vocabulary's words (to read the file), the kernel's
+    sampling tables and configuration, the trained tables (``base``, in :data:`TRAINED` order; one
+    the run does not train has no rows) and the shared, read-only ``lockf``."""
+
+    words: list
+    sampling: tuple
+    config: tuple
+    base: list
+    lockf: np.ndarray
+
+
 class ReplicaGroup:
-    """Replicas of ``base`` (the trained tables, a list in :data:`TRAINED` order; one the run does not
-    train has no rows) for ``pieces`` of ``plan``, trained by ``threads`` threads.
+    """Replicas of ``training.base`` for ``pieces`` of ``plan``, trained by ``threads`` threads.
 
     ``base`` is held, not copied: in one process it is the model's tables (merged into by the
     caller), on a worker a copy of them. ``states``: each piece's random state.
     """
 
-    def __init__(self, plan: Plan, words, sampling, config, base, lockf, pieces, states, threads=1):
-        self.plan, self.sampling, self.config = plan, sampling, config
-        self.table = _corpus.WordTable.from_words(words)
-        self.base, self.lockf = base, lockf
+    def __init__(self, plan: Plan, training: Training, pieces, states, threads=1):
+        self.plan, self.sampling, self.config = plan, training.sampling, training.config
+        self.table = _corpus.WordTable.from_words(training.words)
+        self.base, self.lockf = training.base, training.lockf
         self.pieces = list(pieces)
         self.states = np.array(states, dtype=np.uint64)
-        self.copies = [[a.copy() for a in base] for _ in self.pieces]
+        self.copies = [[a.copy() for a in self.base] for _ in self.pieces]
         self.done = [0] * len(self.pieces)
         self.threads = max(1, min(threads, len(self.pieces)))
         self.pool = None  # made on first use, its threads ended with the group
