@@ -2,6 +2,7 @@
 
     python scripts/bench_distributed.py --part sharded              # aligned text
     python scripts/bench_distributed.py --part sharded --markdown   # a section for BENCHMARKS.md
+    python scripts/bench_distributed.py --part word2vec --sync-words 4096 16384 65536
 
 Part ``sharded``: one training step ``out = emb(ids); opt.backward_step(emb, g)`` (Adagrad, a
 1,000,000 x 64 float32 table, 4,096 Zipf(1.1) ids a step, several batches in turn) on the local layer
@@ -91,6 +92,15 @@ def _bare_rtt(emb, rounds=30):
         emb._actors[0].nbytes().result()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+@part
+def part_word2vec(args):
+    """Data-parallel and deterministic word2vec against Hogwild: quality and words/s against the sync
+    period; scripts/bench_distributed_word2vec.py, given the flags after ``--part word2vec``."""
+    import bench_distributed_word2vec
+
+    bench_distributed_word2vec.main(args.rest)
 
 
 @part
@@ -257,8 +267,10 @@ def main():
                     help="rows of the capacity table (with Adagrad: 512 bytes a row)")
     ap.add_argument("--memory-limit", type=int, default=1 << 30, help="bytes, per worker")
     ap.add_argument("--no-capacity", action="store_true", help="skip the capacity run")
-    args = ap.parse_args()
+    args, args.rest = ap.parse_known_args()
     blocks = PARTS[args.part](args)
+    if blocks is None:  # the part printed its own report
+        return
     title = f"sparsemb.distributed: {args.part}"
     print(report(title, machine(), blocks, args.markdown))
 

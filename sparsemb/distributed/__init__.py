@@ -1,4 +1,5 @@
-"""sparsemb on Dask (the optional extra ``pip install "sparsemb[distributed]"``): sharded tables.
+"""sparsemb on Dask (the optional extra ``pip install "sparsemb[distributed]"``): sharded tables, and
+data-parallel word2vec (``Word2Vec(client=...)``, :mod:`sparsemb.distributed.word2vec`).
 
 Names are loaded on first use (PEP 562), so ``import sparsemb.distributed`` costs no Dask start-up
 until one is used. :mod:`sparsemb.distributed.sharded` has the design.
@@ -12,6 +13,7 @@ _LAZY = {
     "ShardedEmbedding": ".sharded", "ShardedEmbeddingBag": ".sharded",
     "SGD": ".sharded", "Adagrad": ".sharded", "RowwiseAdagrad": ".sharded", "SparseAdam": ".sharded",
     "ShardLostError": ".sharded", "SchedulerError": ".sharded", "Traffic": ".sharded",
+    "CorpusNotSharedError": ".word2vec", "WorkerLostError": ".word2vec",
 }
 
 __all__ = list(_LAZY)
