@@ -54,6 +54,18 @@ def test_one_worker_equals_the_single_thread_run(corpus):
             assert np.array_equal(remote.wv.vectors, local.wv.vectors)
             assert np.array_equal(remote.syn1neg, local.syn1neg)
             assert np.array_equal(remote.accum0, local.accum0)
+        remote = _model(corpus, workers=1, client=client, deterministic=True)
+        assert np.array_equal(remote.wv.vectors, _model(corpus, workers=2, deterministic=True).wv.vectors)
+
+
+def test_the_command_line_starts_a_local_cluster(corpus, tmp_path):
+    out = tmp_path / "v.txt"
+    assert main(["train", corpus, "-o", str(out), "--local-cluster", "1", "--deterministic", "--min-count", "1",
+                 "--dim", "8", "--epochs", "1", "--quiet"]) == 0
+    written = KeyedVectors.load_word2vec_format(str(out))
+    local = Word2Vec(corpus_file=corpus, vector_size=8, min_count=1, epochs=1, deterministic=True, quiet=True)
+    assert written.index_to_key == local.wv.index_to_key
+    assert np.array_equal(written.vectors, local.wv.vectors)  # 9 significant digits round-trip a float32
 
 
 def test_a_corpus_a_worker_cannot_read_is_one_clear_error(dask_client, corpus, tmp_path):
