@@ -33,3 +33,24 @@ def dask_client():
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def zipf_corpus(tmp_path_factory):
+    """``zipf_corpus(words, sentences, seed)``: the path of a text file of ``sentences`` lines of 3-24
+    tokens drawn from ``words`` words with Zipf(1) frequencies (made once per set of arguments)."""
+    made = {}
+
+    def make(words=300, sentences=400, seed=0):
+        key = (words, sentences, seed)
+        if key not in made:
+            rng = np.random.default_rng(seed)
+            vocab = [f"w{i}" for i in range(words)]
+            p = 1.0 / np.arange(1, words + 1)
+            lines = [" ".join(rng.choice(vocab, size=rng.integers(3, 25), p=p / p.sum())) for _ in range(sentences)]
+            path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+            path.write_text("\n".join(lines) + "\n")
+            made[key] = str(path)
+        return made[key]
+
+    return make

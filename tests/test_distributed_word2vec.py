@@ -10,14 +10,8 @@ from sparsemb.distributed import word2vec as dw2v  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    rng = np.random.default_rng(7)
-    words = [f"w{i}" for i in range(400)]
-    p = 1.0 / np.arange(1, 401)
-    lines = [" ".join(rng.choice(words, size=rng.integers(3, 25), p=p / p.sum())) for _ in range(800)]
-    path = tmp_path_factory.mktemp("w2v") / "corpus.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
+def corpus(zipf_corpus):
+    return zipf_corpus(words=400, sentences=800, seed=7)
 
 
 def _model(path, **kw):

@@ -6,16 +6,6 @@ from sparsemb import Word2Vec
 from sparsemb.word2vec import replicas
 
 
-def _corpus(tmp_path, sentences=400, seed=0):
-    rng = np.random.default_rng(seed)
-    words = [f"w{i}" for i in range(300)]
-    p = 1.0 / np.arange(1, 301)
-    lines = [" ".join(rng.choice(words, size=rng.integers(3, 25), p=p / p.sum())) for _ in range(sentences)]
-    path = tmp_path / "corpus.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
-
-
 def _model(path, **kw):
     args = dict(corpus_file=path, vector_size=16, min_count=1, epochs=2, quiet=True, seed=3, sync_words=512)
     args.update(kw)
@@ -61,8 +51,8 @@ def test_sync_schedule_head_always_tiers_less_often_all_at_the_end():
     assert sorted((s.table, s.lo, s.hi) for s in last) == [(0, 0, rows[0]), (1, 0, rows[1])]
 
 
-def test_plan_cuts_every_piece_into_equal_periods(tmp_path):
-    path = _corpus(tmp_path)
+def test_plan_cuts_every_piece_into_equal_periods(zipf_corpus):
+    path = zipf_corpus()
     plan = replicas.make_plan(path, 4, 6000, 2000)  # 2000 corpus tokens a period: 3 periods
     assert plan.periods == 3 and len(plan.offsets) == 4 * 3 + 1
     assert plan.offsets[0] == 0 and plan.offsets == sorted(plan.offsets)
@@ -70,8 +60,8 @@ def test_plan_cuts_every_piece_into_equal_periods(tmp_path):
 
 
 @pytest.mark.parametrize("sg,optimizer", [(1, "sgd"), (0, "sgd"), (0, "adagrad")])
-def test_deterministic_is_the_same_for_any_number_of_threads(tmp_path, sg, optimizer):
-    path = _corpus(tmp_path)
+def test_deterministic_is_the_same_for_any_number_of_threads(zipf_corpus, sg, optimizer):
+    path = zipf_corpus()
     runs = [_model(path, workers=w, deterministic=True, sg=sg, optimizer=optimizer) for w in (1, 2, 3)]
     for other in runs[1:]:
         assert np.array_equal(runs[0].wv.vectors, other.wv.vectors)
@@ -81,14 +71,14 @@ def test_deterministic_is_the_same_for_any_number_of_threads(tmp_path, sg, optim
     assert not np.array_equal(runs[0].wv.vectors, _model(path, workers=1, sg=sg, optimizer=optimizer).wv.vectors)
 
 
-def test_deterministic_hs(tmp_path):
-    path = _corpus(tmp_path)
+def test_deterministic_hs(zipf_corpus):
+    path = zipf_corpus()
     a, b = (_model(path, workers=w, deterministic=True, hs=1, negative=0) for w in (1, 2))
     assert np.array_equal(a.syn1, b.syn1) and np.array_equal(a.wv.vectors, b.wv.vectors)
 
 
-def test_deterministic_trains_as_well_as_hogwild(tmp_path):
-    path = _corpus(tmp_path, sentences=1500)
+def test_deterministic_trains_as_well_as_hogwild(zipf_corpus):
+    path = zipf_corpus(sentences=1500)
     det = _model(path, workers=2, deterministic=True, epochs=4)
     hog = _model(path, workers=2, epochs=4)
     assert det.epoch_losses[-1] < det.epoch_losses[0]
@@ -96,8 +86,8 @@ def test_deterministic_trains_as_well_as_hogwild(tmp_path):
     assert det.train_words == hog.train_words
 
 
-def test_deterministic_continues_across_train_calls_and_after_a_reload(tmp_path):
-    path = _corpus(tmp_path)
+def test_deterministic_continues_across_train_calls_and_after_a_reload(zipf_corpus, tmp_path):
+    path = zipf_corpus()
     a = _model(path, workers=1, deterministic=True, epochs=1)
     b = _model(path, workers=3, deterministic=True, epochs=1)
     assert a.rng_state.shape == (replicas.DETERMINISTIC_PIECES,)

@@ -8,14 +8,8 @@ from sparsemb import Word2Vec, _storage
 
 
 @pytest.fixture
-def corpus(tmp_path):
-    rng = np.random.default_rng(11)
-    words = [f"w{i}" for i in range(250)]
-    p = 1.0 / np.arange(1, 251)
-    lines = [" ".join(rng.choice(words, size=rng.integers(3, 20), p=p / p.sum())) for _ in range(300)]
-    path = tmp_path / "corpus.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
+def corpus(zipf_corpus):
+    return zipf_corpus(words=250, sentences=300, seed=11)
 
 
 def _model(path, **kw):
