@@ -1,9 +1,9 @@
 """Benchmark the training step on tables in RAM and memory-mapped from files (issue 14, item 4).
 
 One step = ``out = emb(ids); opt.backward_step(emb, g)`` with fused Adagrad, 65,536 ids per batch
-(Zipf(1.1) folded into the table, or uniform), a new batch each step, on a ``--rows`` x 64 float32
-table (default 4,194,304 rows: 1 GiB of weight plus 1 GiB of Adagrad state), 2 threads, in three
-settings:
+(Zipf(1.1) folded into the table as the other benchmarks do, Zipf(1.1) truncated to the table, or
+uniform), a new batch each step, on a ``--rows`` x 64 float32 table (default 4,194,304 rows: 1 GiB
+of weight plus 1 GiB of Adagrad state), 2 threads, in four settings:
 
 - ``in RAM``: the layer and state as plain arrays (the anchor);
 - ``mapped, fits``: ``Embedding(..., storage=path)``, state in files next to it, all of it read
@@ -12,10 +12,13 @@ settings:
   ``--limit-mib`` (default 1024 MiB: the table and its state are twice that), started with the files
   evicted from the page cache. The page cache counts against a cgroup's limit, so only that much
   of the table can be resident; the rest is read from disk (and written back) as the steps touch it.
+- ``mapped, limited, prefetch``: the same, calling ``opt.prefetch(emb, ids)`` before each step
+  (inside the timed step), which asks for all the batch's pages at once (``MADV_WILLNEED``).
 
 Each setting runs in a fresh child process (``--child``): ``--warmup`` steps, then ``--steps`` timed
-steps; a setting reports the median step time (and CPU seconds, and major page faults per step) of
-its child; ``--rounds`` rounds run the settings interleaved and report the median of the rounds.
+steps, each on a new draw of ids; a setting reports the median step time (and CPU seconds, and
+major page faults per step) of its child; ``--rounds`` rounds run the settings interleaved and
+report the median of the rounds.
 
 The memory limit needs root and a cgroup memory controller: cgroup v1 (a child group made under
 ``/sys/fs/cgroup/memory``, ``memory.limit_in_bytes``) or v2 (under ``/sys/fs/cgroup``,
@@ -44,7 +47,6 @@ from _benchutil import BATCH, DIM, THREADS, ZIPF_A, fmt, machine, report, table,
 
 SETTINGS = ("in RAM", "mapped, fits", "mapped, limited", "mapped, limited, prefetch")
 DISTS = ("zipf", "zipf, truncated", "uniform")
-N_BATCHES = 16  # distinct batches, cycled
 
 
 def truncated_zipf(n, rows, seed):
@@ -58,12 +60,14 @@ def truncated_zipf(n, rows, seed):
     return out - 1
 
 
-def batches(dist, rows):
+def batch(dist, rows, seed):
+    """Step ``seed``'s ids: every step a new draw, as in training (a few batches cycled would let
+    their rows settle in the page cache)."""
     if dist == "zipf":
-        return [zipf_ids(BATCH, rows, ZIPF_A, seed=s) for s in range(N_BATCHES)]
+        return zipf_ids(BATCH, rows, ZIPF_A, seed=seed)
     if dist == "zipf, truncated":
-        return [truncated_zipf(BATCH, rows, seed=s) for s in range(N_BATCHES)]
-    return [np.random.default_rng(s).integers(0, rows, BATCH) for s in range(N_BATCHES)]
+        return truncated_zipf(BATCH, rows, seed=seed)
+    return np.random.default_rng(seed).integers(0, rows, BATCH)
 
 
 # -- the child: one setting ---------------------------------------------------------------------
@@ -90,12 +94,11 @@ def child(args):
     if args.setting == "mapped, fits":
         for a in arrays:  # read it all into the page cache
             float(a.sum(dtype=np.float64))
-    ids = batches(args.dist, args.rows)
     g = np.random.default_rng(1).standard_normal((BATCH, DIM), dtype=np.float32)
     wall, cpu, faults = [], [], []
     with num_threads(THREADS):
         for t in range(args.warmup + args.steps):
-            b = ids[t % N_BATCHES]
+            b = batch(args.dist, args.rows, t)
             f0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF).ru_majflt, time.process_time(), \
                 time.perf_counter()
             if args.setting.endswith("prefetch"):
@@ -110,7 +113,7 @@ def child(args):
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"wall": float(np.median(wall)), "cpu": float(np.median(cpu)),
                       "faults": float(np.median(faults)), "maxrss": rss,
-                      "unique": int(np.median([np.unique(b).size for b in ids]))}))
+                      "unique": int(np.unique(b).size)}))
 
 
 # -- the memory limit -----------------------------------------------------------------------------
@@ -170,6 +173,35 @@ def evict(paths):
             os.close(fd)
 
 
+def disk_iops(path, depths=(1, 8, 32), per_thread=3000):
+    """4 KiB random reads per second from ``path`` (evicted first), ``depth`` threads at a time: what
+    a page fault (one read in flight) or a prefetch (many) can get from the disk."""
+    import threading
+
+    fd = os.open(path, os.O_RDONLY)
+    out = {}
+    try:
+        pages = os.fstat(fd).st_size // 4096
+        for depth in depths:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            offsets = (np.random.default_rng(depth).integers(0, pages, depth * per_thread) * 4096).tolist()
+
+            def work(i):
+                for o in offsets[i::depth]:
+                    os.pread(fd, 4096, o)
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(depth)]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            out[depth] = len(offsets) / (time.perf_counter() - t0)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return out
+
+
 def run_child(args, workdir, setting, dist, limit=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--setting", setting, "--dist", dist,
            "--rows", str(args.rows), "--steps", str(args.steps), "--warmup", str(args.warmup),
@@ -184,8 +216,7 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=4 * 2**20, help="table rows (default 4,194,304)")
     ap.add_argument("--limit-mib", type=int, default=1024, help="memory limit of the limited setting")
     ap.add_argument("--steps", type=int, default=16, help="timed steps per child (default 16)")
-    ap.add_argument("--warmup", type=int, default=16,
-                    help="untimed steps first (default 16: each batch once)")
+    ap.add_argument("--warmup", type=int, default=16, help="untimed steps first (default 16)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of all settings (default 3)")
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="where the files go (default /tmp)")
     ap.add_argument("--advice", default="random", choices=["random", "normal"],
@@ -219,6 +250,7 @@ def main(argv=None):
                     print(f"round {r} {dist:8} {setting:16} {res['wall'] * 1e3:8.1f} ms "
                           f"cpu {res['cpu'] * 1e3:7.1f} ms, {res['faults']:.0f} major faults, "
                           f"max rss {res['maxrss'] / 2**20:.0f} MiB", file=sys.stderr, flush=True)
+        iops = disk_iops(files[1])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -242,7 +274,7 @@ def main(argv=None):
     blocks = [
         f"workload: {args.rows:,} x {DIM} float32 table ({table_bytes / 2**30:.2f} GiB) + Adagrad "
         f"state ({table_bytes / 2**30:.2f} GiB), {BATCH:,} ids a step (unique ids a step: "
-        f"{unique}), {N_BATCHES} batches cycled, "
+        f"{unique}), a new draw each step, "
         f"fused Adagrad (forward + backward_step), {THREADS} threads; {args.warmup} warm-up + "
         f"{args.steps} timed steps a child, median step; median of {args.rounds} interleaved rounds; "
         f"madvise: {args.advice}",
@@ -254,6 +286,10 @@ def main(argv=None):
         "benchmarks' workload: ~20% of the ids uniform over the table); 'zipf, truncated' draws "
         "those again (hot rows first, as a vocabulary sorted by frequency)",
         table(head, rows, args.markdown),
+        "disk anchor, 4 KiB random reads from the state file (evicted): "
+        + ", ".join(f"{v / 1e3:.0f}k/s with {d} in flight" for d, v in iops.items())
+        + ". A major fault waits for one read; a step that misses m pages needs m reads (and about "
+        "as many writes of evicted dirty pages) whatever the parallelism",
         "target: Zipf on a table 2x larger than the allowed memory at >= 25% of in-RAM speed: "
         + ("not run" if goal is None else
            f"{fmt(100 * goal, '.0f', '%')} ({'met' if goal >= 0.25 else 'MISSED'})"),
