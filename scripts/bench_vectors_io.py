@@ -7,8 +7,9 @@ kernel's peak-RSS mark (``/proc/self/clear_refs``) and writes. A read notes the 
 the keys as Python strings, their list, their dict and its int values, the counts) is part of what is loaded, so its own
 size (``sys.getsizeof`` of each part, the arrays' ``nbytes``) is taken off: what is left,
 ``peak - floor - result``, is the reader's transient memory, shown against the table's size. A write's
-transient is ``peak - floor``. Seconds are the wall time of the call; with ``--rounds`` the runs of
-the libraries are interleaved and the medians shown. With ``--warm`` each process first reads (and,
+transient is ``peak - floor``. Seconds are the wall time of the call, and its CPU time (user + system:
+less sensitive to other jobs on a shared machine); with ``--rounds`` the runs of the libraries are
+interleaved and the medians shown. With ``--warm`` each process first reads (and,
 for a write, writes) a two-word file, so that one-time costs (sparsemb's compiled kernels loaded
 from the cache: about 0.4 s and 60 MiB, once per process whatever the size) are in the floor.
 
@@ -29,7 +30,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = r"""
-import gc, json, os, sys, time
+import gc, json, os, resource, sys, time
 sys.path.insert(0, ROOT)
 import numpy as np
 lib, op, fmt, path, words, dim, warm = sys.argv[1:8]
@@ -42,6 +43,9 @@ def status(field):
     for line in open("/proc/self/status"):
         if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 def reset_peak():
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -75,23 +79,23 @@ if op == "write":
     gc.collect()
     floor = status("VmRSS")
     reset_peak()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu()
     kv.save_word2vec_format(path, binary=binary)
-    seconds = time.perf_counter() - t
+    seconds, cpu_seconds = time.perf_counter() - t, cpu() - c
 else:
     gc.collect()
     floor = status("VmRSS")
     reset_peak()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu()
     kv = KeyedVectors.load_word2vec_format(path, binary=binary)
-    seconds = time.perf_counter() - t
+    seconds, cpu_seconds = time.perf_counter() - t, cpu() - c
     keys = kv.index_to_key
     result = (kv.vectors.nbytes + sys.getsizeof(keys) + sum(map(sys.getsizeof, keys))
               + sys.getsizeof(kv.key_to_index) + sum(map(sys.getsizeof, kv.key_to_index.values()))
               + sum(getattr(a, "nbytes", 0) for a in getattr(kv, "expandos", {}).values()))
     assert kv.vectors.shape == (words, dim)
 peak = status("VmHWM")
-print(json.dumps({"seconds": seconds, "peak": peak, "floor": floor, "result": result,
+print(json.dumps({"seconds": seconds, "cpu": cpu_seconds, "peak": peak, "floor": floor, "result": result,
                   "module": sys.modules[KeyedVectors.__module__].__file__}))
 """
 
@@ -128,7 +132,7 @@ def main():
     if "read" in args.ops and not ("write" in args.ops and "sparsemb" in libs):
         parser.error("reads read the file sparsemb writes: --ops needs write and --libs sparsemb")
     print(f"{args.words} words x {args.dim} dims: table {table / 2**20:.0f} MiB")
-    print(f"{'op':6} {'fmt':4} {'library':9} {'seconds':>8} {'floor MiB':>9} {'peak-floor':>10} "
+    print(f"{'op':6} {'fmt':4} {'library':9} {'seconds':>8} {'cpu s':>7} {'floor MiB':>9} {'peak-floor':>10} "
           f"{'result':>7} {'transient':>9} {'/table':>7}")
     try:
         for fmt in args.formats.split(","):
@@ -143,11 +147,12 @@ def main():
                 for lib in libs:
                     rs = results[lib]
                     seconds = statistics.median(r["seconds"] for r in rs)
+                    cpu = statistics.median(r["cpu"] for r in rs)
                     floor = statistics.median(r["floor"] for r in rs)
                     extra = max(r["peak"] - r["floor"] for r in rs)
                     result = rs[0]["result"]
                     transient = max(r["peak"] - r["floor"] - r["result"] for r in rs)
-                    print(f"{op:6} {fmt:4} {lib:9} {seconds:8.2f} {floor / 2**20:9.0f} {extra / 2**20:10.0f} "
+                    print(f"{op:6} {fmt:4} {lib:9} {seconds:8.2f} {cpu:7.2f} {floor / 2**20:9.0f} {extra / 2**20:10.0f} "
                           f"{result / 2**20:7.0f} {transient / 2**20:9.0f} {transient / table:7.2f}", flush=True)
     finally:
         if not args.keep:
