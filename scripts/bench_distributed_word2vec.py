@@ -34,6 +34,27 @@ def run(corpus, flags, seed, **options):
     return compare_gensim.score(model.wv), model.train_words / model.train_seconds, seconds
 
 
+def speed(corpus, flags, rounds, client, sync_words):
+    """Interleaved rounds of train() alone (vocabulary built once): wall and CPU seconds of this
+    process for Hogwild, deterministic and the 2-worker cluster (whose CPU is in the workers)."""
+    from sparsemb.word2vec import Word2Vec
+
+    kinds = {"hogwild": {}, "deterministic": {"deterministic": True}, "2 Dask workers": {"client": client}}
+    models = {}
+    for name, options in kinds.items():
+        m = Word2Vec(seed=1, quiet=True, sync_words=sync_words, workers=1 if "client" in options else 2,
+                     **flags, **options)
+        m.build_vocab(corpus_file=corpus)
+        models[name] = m
+    times = {name: [] for name in kinds}
+    for _ in range(rounds):
+        for name, m in models.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            m.train(corpus_file=corpus, total_examples=m.corpus_count, epochs=1)
+            times[name].append((time.perf_counter() - w0, time.process_time() - c0))
+    return times
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", help="text file, one sentence per line (default: gensim's shortened wiki)")
@@ -42,6 +63,9 @@ def main(argv=None):
     parser.add_argument("--sync-words", nargs="+", type=int, default=[1 << 14])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="threads of the one-process runs")
+    parser.add_argument("--speed-rounds", type=int, default=0,
+                        help="then this many interleaved rounds of one epoch each, for speed (skip-gram)")
+    parser.add_argument("--no-quality", action="store_true", help="only the speed rounds")
     args = parser.parse_args(argv)
     from distributed import Client, LocalCluster
 
@@ -52,7 +76,7 @@ def main(argv=None):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         rows = []
-        for model in args.models:
+        for model in [] if args.no_quality else args.models:
             flags = dict(base, sg=int(model == "sg"))
             runs = {"hogwild": dict(workers=args.workers)}
             for sw in args.sync_words:
@@ -67,8 +91,21 @@ def main(argv=None):
             for name, res in results.items():
                 mean = {m: statistics.mean(r[0][m] for r in res) for m in compare_gensim.METRICS}
                 gap = {m: mean[m] - statistics.mean(r[0][m] for r in ref) for m in compare_gensim.METRICS}
-                speed = statistics.median(r[1] for r in res) / statistics.median(r[1] for r in ref)
-                rows.append((model, name, mean, gap, statistics.median(r[1] for r in res), speed))
+                ratio = statistics.median(r[1] for r in res) / statistics.median(r[1] for r in ref)
+                rows.append((model, name, mean, gap, statistics.median(r[1] for r in res), ratio))
+        if args.speed_rounds:
+            times = speed(corpus, dict(base, sg=1), args.speed_rounds, client, args.sync_words[0])
+    if args.speed_rounds:
+        print(f"speed: skip-gram, one epoch, {args.speed_rounds} interleaved rounds, sync_words {args.sync_words[0]}; "
+              "median seconds of train(); CPU of this process (the cluster's work is in its workers)")
+        print("| run | wall s | vs hogwild | CPU s (this process) | CPU vs hogwild |")
+        print("|---|---:|---:|---:|---:|")
+        ref = [statistics.median(t[i] for t in times["hogwild"]) for i in (0, 1)]
+        for name, ts in times.items():
+            wall, cpu = (statistics.median(t[i] for t in ts) for i in (0, 1))
+            print(f"| {name} | {wall:.2f} | {wall / ref[0]:.2f}x | {cpu:.2f} | {cpu / ref[1]:.2f}x |")
+    if not rows:
+        return
     print("| model | run | WS353 | SL999 | analogy % | vs hogwild WS / SL / analogy | train words/s | speed vs hogwild |")
     print("|---|---|---:|---:|---:|---|---:|---:|")
     for model, name, mean, gap, wps, speed in rows:
