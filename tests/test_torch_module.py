@@ -117,3 +117,28 @@ def test_module_surface_is_torchs():
     fused = st.EmbeddingBag(10, 3, optimizer="sparse_adam", lr=0.1)
     fused(torch.tensor([[1, 2]])).sum().backward()
     assert fused.weight.grad is None and fused.optimizer.state_dict()["state"][0]["step"] == 1
+
+
+def test_own_table_is_a_plain_tensor_the_kernels_view():
+    """A layer's own weight lives in NumPy-allocated memory (huge pages where the OS gives them);
+    it must still be an ordinary torch tensor: the kernels view it without a copy, the dtype asked
+    for is kept, and torch's serialization and deepcopy carry it."""
+    import copy
+    import io
+
+    for dtype in (torch.float32, torch.float64):
+        layer = st.EmbeddingBag(50, 4, mode="sum", dtype=dtype, optimizer="sgd", lr=0.5)
+        assert layer.weight.dtype == dtype and layer.weight.is_contiguous()
+        assert np.shares_memory(layer.weight.detach().numpy(), layer._layer.weight)
+        before = layer.weight.detach().clone()
+        layer(torch.tensor([[3, 3, 7]])).sum().backward()          # the fused update moves rows in place
+        moved = (layer.weight.detach() != before).any(1).nonzero().flatten().tolist()
+        assert moved == [3, 7]
+        buf = io.BytesIO()
+        torch.save(layer.state_dict(), buf)
+        buf.seek(0)
+        loaded = torch.load(buf)["weight"]
+        assert torch.equal(loaded, layer.weight.detach())
+        twin = copy.deepcopy(layer)
+        assert torch.equal(twin.weight, layer.weight)
+        assert not np.shares_memory(twin.weight.detach().numpy(), layer.weight.detach().numpy())
