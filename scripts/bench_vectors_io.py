@@ -6,8 +6,10 @@ kernel's peak-RSS mark (``/proc/self/clear_refs``) and writes. A read notes the 
 (the floor), resets the mark and reads. The peak is ``VmHWM`` afterwards. A read's result (the table,
 the keys as Python strings, their list, their dict and its int values, the counts) is part of what is loaded, so its own
 size (``sys.getsizeof`` of each part, the arrays' ``nbytes``) is taken off: what is left,
-``peak - floor - result``, is the reader's transient memory, shown against the table's size. A write's
-transient is ``peak - floor``. Seconds are the wall time of the call, and its CPU time (user + system:
+``peak - floor - result``, is the reader's transient memory, shown against the table's size (it
+includes the allocator's rounding of millions of small objects, which ``getsizeof`` does not see). A
+write's transient is ``peak - floor``. ``peak - after`` is what the process gave up afterwards (RSS
+after a ``gc.collect()``): a lower bound of the transient, since freed memory may stay mapped. Seconds are the wall time of the call, and its CPU time (user + system:
 less sensitive to other jobs on a shared machine); with ``--rounds`` the runs of the libraries are
 interleaved and the medians shown. With ``--warm`` each process first reads (and,
 for a write, writes) a two-word file, so that one-time costs (sparsemb's compiled kernels loaded
@@ -95,7 +97,9 @@ else:
               + sum(getattr(a, "nbytes", 0) for a in getattr(kv, "expandos", {}).values()))
     assert kv.vectors.shape == (words, dim)
 peak = status("VmHWM")
-print(json.dumps({"seconds": seconds, "cpu": cpu_seconds, "peak": peak, "floor": floor, "result": result,
+gc.collect()
+after = status("VmRSS")
+print(json.dumps({"seconds": seconds, "cpu": cpu_seconds, "peak": peak, "after": after, "floor": floor, "result": result,
                   "module": sys.modules[KeyedVectors.__module__].__file__}))
 """
 
@@ -133,7 +137,7 @@ def main():
         parser.error("reads read the file sparsemb writes: --ops needs write and --libs sparsemb")
     print(f"{args.words} words x {args.dim} dims: table {table / 2**20:.0f} MiB")
     print(f"{'op':6} {'fmt':4} {'library':9} {'seconds':>8} {'cpu s':>7} {'floor MiB':>9} {'peak-floor':>10} "
-          f"{'result':>7} {'transient':>9} {'/table':>7}")
+          f"{'result':>7} {'transient':>9} {'/table':>7} {'peak-after':>10}")
     try:
         for fmt in args.formats.split(","):
             # Every library reads the file sparsemb wrote.
@@ -152,8 +156,10 @@ def main():
                     extra = max(r["peak"] - r["floor"] for r in rs)
                     result = rs[0]["result"]
                     transient = max(r["peak"] - r["floor"] - r["result"] for r in rs)
+                    freed = max(r["peak"] - r["after"] for r in rs)
                     print(f"{op:6} {fmt:4} {lib:9} {seconds:8.2f} {cpu:7.2f} {floor / 2**20:9.0f} {extra / 2**20:10.0f} "
-                          f"{result / 2**20:7.0f} {transient / 2**20:9.0f} {transient / table:7.2f}", flush=True)
+                          f"{result / 2**20:7.0f} {transient / 2**20:9.0f} {transient / table:7.2f} {freed / 2**20:10.0f}",
+                          flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(directory, ignore_errors=True)
