@@ -2,18 +2,22 @@
 
 Each measurement runs in a fresh subprocess. A write builds the table (random float32, keys ``w0``...)
 and its KeyedVectors, notes the RSS (the floor: interpreter, libraries and the table), resets the
-kernel's peak-RSS mark (``/proc/self/clear_refs``) and writes. A read notes the RSS after imports
-(the floor), resets the mark and reads. The peak is ``VmHWM`` afterwards. A read's result (the table,
-the keys as Python strings, their list, their dict and its int values, the counts) is part of what is loaded, so its own
-size (``sys.getsizeof`` of each part, the arrays' ``nbytes``) is taken off: what is left,
-``peak - floor - result``, is the reader's transient memory, shown against the table's size (it
-includes the allocator's rounding of millions of small objects, which ``getsizeof`` does not see). A
-write's transient is ``peak - floor``. ``peak - after`` is what the process gave up afterwards (RSS
-after a ``gc.collect()``): a lower bound of the transient, since freed memory may stay mapped. Seconds are the wall time of the call, and its CPU time (user + system:
-less sensitive to other jobs on a shared machine); with ``--rounds`` the runs of the libraries are
-interleaved and the medians shown. With ``--warm`` each process first reads (and,
-for a write, writes) a two-word file, so that one-time costs (sparsemb's compiled kernels loaded
-from the cache: about 0.4 s and 60 MiB, once per process whatever the size) are in the floor.
+kernel's peak-RSS mark (``/proc/self/clear_refs``) and writes. A read notes the RSS after imports (the
+floor), resets the mark and reads. The peak is ``VmHWM`` afterwards.
+
+A read's result (the table, the keys as Python strings, their list, their dict and its int values, the
+counts) is what is being loaded, so its own size (``sys.getsizeof`` of each part, the arrays'
+``nbytes``) is taken off: what is left, ``peak - floor - result``, is the reader's transient memory,
+shown against the table's size. It includes the allocator's rounding of millions of small objects,
+which ``getsizeof`` does not see. A write's transient is ``peak - floor``. ``peak - after`` is what
+the process gave back (RSS after the call and a ``gc.collect()``): a lower bound of the transient,
+since freed memory may stay mapped.
+
+Seconds are the wall time of the call and its CPU time (user + system: less sensitive to other jobs on
+a shared machine); with ``--rounds`` the runs of the libraries are interleaved and the medians shown.
+With ``--warm`` each process first reads (and, for a write, writes) a two-word file, so that one-time
+costs are in the floor (sparsemb's compiled kernels loaded from the cache: about 0.4 s and 60 MiB,
+once per process whatever the size).
 
     git archive b1a37e8 | tar -x -C /tmp/before
     python scripts/bench_vectors_io.py --words 2000000 --dim 50 --before /tmp/before --dir /tmp

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 _KEY_TYPES = (str, int, np.integer)
 _EXTENDED_KEY_TYPES = (str, int, np.integer, np.ndarray)
 
-#: Bytes read from a vectors file at a time (and the size of a block of formatted text).
+#: Bytes read from a vectors file at a time (and the size of a block of binary rows written).
 CHUNK_BYTES = 1 << 20
 #: Numbers formatted at a time when writing text: small enough that the work arrays stay in cache.
 TEXT_BLOCK_NUMBERS = 16384
