@@ -135,10 +135,10 @@ def main():
                         help="also run an older sparsemb checkout (e.g. git archive of the commit before issue 12)")
     args = parser.parse_args()
     table = args.words * args.dim * 4
-    directory = tempfile.mkdtemp(prefix="bench_vectors_io-", dir=args.dir)
     libs = tuple(args.libs.split(",")) + (("before",) if args.before else ())
     if "read" in args.ops and not ("write" in args.ops and "sparsemb" in libs):
         parser.error("reads read the file sparsemb writes: --ops needs write and --libs sparsemb")
+    directory = tempfile.mkdtemp(prefix="bench_vectors_io-", dir=args.dir)
     print(f"{args.words} words x {args.dim} dims: table {table / 2**20:.0f} MiB")
     print(f"{'op':6} {'fmt':4} {'library':9} {'seconds':>8} {'cpu s':>7} {'floor MiB':>9} {'peak-floor':>10} "
           f"{'result':>7} {'transient':>9} {'/table':>7} {'peak-after':>10}")
