@@ -10,12 +10,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "Embedding": ".nn", "EmbeddingBag": ".nn", "SparseRows": ".nn",
     "Word2Vec": ".word2vec", "KeyedVectors": ".word2vec",
+    "checkpoint": "._storage", "restore": "._storage",
     "kernels": None, "optim": None, "nn": None, "word2vec": None, "reference": None,
     "distributed": None,
 }
 
-__all__ = ["Embedding", "EmbeddingBag", "SparseRows", "Word2Vec", "KeyedVectors", "kernels", "optim",
-           "reference"]
+__all__ = ["Embedding", "EmbeddingBag", "SparseRows", "Word2Vec", "KeyedVectors", "checkpoint", "restore",
+           "kernels", "optim", "reference"]
 
 
 def __getattr__(name):

@@ -392,8 +392,11 @@ def test_names_and_reprs_match_torch_live():
         ours, theirs = getattr(sm, name), getattr(torch.nn, name)
         names = list(inspect.signature(theirs.__init__).parameters)
         assert list(inspect.signature(ours.__init__).parameters)[:len(names)] == names
-        assert list(inspect.signature(ours.from_pretrained).parameters) == \
-            list(inspect.signature(theirs.from_pretrained).parameters)
+        theirs_pre = list(inspect.signature(theirs.from_pretrained).parameters)
+        ours_pre = inspect.signature(ours.from_pretrained).parameters
+        assert list(ours_pre)[:len(theirs_pre)] == theirs_pre
+        # sparsemb's additions (copy=) come after torch's, keyword-only: torch's calls mean the same
+        assert all(p.kind is p.KEYWORD_ONLY for p in list(ours_pre.values())[len(theirs_pre):])
     kw = dict(padding_idx=1, max_norm=1.0, norm_type=3.0, scale_grad_by_freq=True, sparse=True)
     assert repr(sm.Embedding(10, 3, **kw)) == repr(torch.nn.Embedding(10, 3, **kw))
     assert repr(sm.EmbeddingBag(10, 3, mode="sum", **kw)) == \
