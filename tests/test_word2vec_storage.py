@@ -87,3 +87,11 @@ def test_a_full_disk_is_refused_before_any_file_is_made(corpus, tmp_path, monkey
     with pytest.raises(_storage.NotEnoughSpaceError, match="needs"):
         _model(corpus, storage=store)
     assert os.listdir(store) == []
+
+
+def test_norms_are_computed_a_block_at_a_time_with_the_same_numbers(monkeypatch):
+    from sparsemb.word2vec import keyedvectors
+
+    v = np.random.default_rng(3).standard_normal((1000, 7)).astype(np.float32)
+    monkeypatch.setattr(keyedvectors, "CHUNK_BYTES", 7 * 4 * 64)  # 64 rows a block: 16 blocks
+    assert np.array_equal(keyedvectors._row_norms(v), np.linalg.norm(v, axis=1))

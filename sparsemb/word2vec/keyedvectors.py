@@ -35,6 +35,16 @@ from ..kernels import textio as _textio
 
 logger = logging.getLogger(__name__)
 
+def _row_norms(vectors):
+    """Each row's L2 norm, as ``np.linalg.norm(vectors, axis=1)`` (the same numbers), a block of rows
+    at a time: no temporary of the table's size (it would not fit beside a memory-mapped table)."""
+    rows = max(1, CHUNK_BYTES // max(1, vectors[:1].nbytes))
+    norms = np.empty(len(vectors), dtype=np.result_type(vectors.dtype, np.float32))
+    for lo in range(0, len(vectors), rows):
+        norms[lo:lo + rows] = np.linalg.norm(vectors[lo:lo + rows], axis=1)
+    return norms
+
+
 _KEY_TYPES = (str, int, np.integer)
 _EXTENDED_KEY_TYPES = (str, int, np.integer, np.ndarray)
 
@@ -316,7 +326,7 @@ class KeyedVectors:
     def fill_norms(self, force=False):
         """Compute (and cache) the L2 norm of every row; ``force`` recomputes after the vectors changed."""
         if self.norms is None or force:
-            self.norms = np.linalg.norm(self.vectors, axis=1)
+            self.norms = _row_norms(self.vectors)
 
     def get_normed_vectors(self):
         """All vectors scaled to unit length (zero rows stay zero), shape (V, vector_size)."""
@@ -551,7 +561,7 @@ class KeyedVectors:
             clip_start, clip_end = 0, restrict_vocab
         if self.norms is None and clip_end - clip_start < len(self.vectors):
             # Only the rows searched are read (a memory-mapped table is not paged in whole).
-            norms = np.linalg.norm(self.vectors[clip_start:clip_end], axis=1)
+            norms = _row_norms(self.vectors[clip_start:clip_end])
         else:
             self.fill_norms()
             norms = self.norms[clip_start:clip_end]
