@@ -39,7 +39,7 @@ def test_data_parallel_trains(dask_client, corpus):
     assert model.train_words == hogwild.train_words
 
 
-def test_one_worker_equals_the_single_thread_run(corpus):
+def test_one_worker_equals_the_single_thread_run_and_three_deterministic(corpus):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
             distributed.Client(c) as client:
         for kw in ({}, {"sg": 1, "optimizer": "adagrad"}):
@@ -48,8 +48,13 @@ def test_one_worker_equals_the_single_thread_run(corpus):
             assert np.array_equal(remote.wv.vectors, local.wv.vectors)
             assert np.array_equal(remote.syn1neg, local.syn1neg)
             assert np.array_equal(remote.accum0, local.accum0)
+        deterministic = _model(corpus, workers=2, deterministic=True).wv.vectors
         remote = _model(corpus, workers=1, client=client, deterministic=True)
-        assert np.array_equal(remote.wv.vectors, _model(corpus, workers=2, deterministic=True).wv.vectors)
+        assert np.array_equal(remote.wv.vectors, deterministic)
+        c.scale(3)  # and on 3 workers (with the fixture's 2 and the threads 1-3 of test_word2vec_replicas)
+        client.wait_for_workers(3, timeout=120)
+        remote = _model(corpus, workers=1, client=client, deterministic=True)
+        assert np.array_equal(remote.wv.vectors, deterministic)
 
 
 def test_the_command_line_starts_a_local_cluster(corpus, tmp_path):
