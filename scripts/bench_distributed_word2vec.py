@@ -108,10 +108,10 @@ def main(argv=None):
         return
     print("| model | run | WS353 | SL999 | analogy % | vs hogwild WS / SL / analogy | train words/s | speed vs hogwild |")
     print("|---|---|---:|---:|---:|---|---:|---:|")
-    for model, name, mean, gap, wps, speed in rows:
+    for model, name, mean, gap, wps, ratio in rows:
         print(f"| {model} | {name} | {mean['wordsim353']:.3f} | {mean['simlex999']:.3f} | {mean['analogy']:.2f} | "
               f"{gap['wordsim353']:+.3f} / {gap['simlex999']:+.3f} / {gap['analogy']:+.2f} | {wps:,.0f} | "
-              f"{speed:.2f}x |")
+              f"{ratio:.2f}x |")
 
 
 if __name__ == "__main__":
