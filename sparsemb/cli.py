@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--sync-words", type=_SYNC_WORDS, default=None, metavar="N",
                        help="with --deterministic or a cluster: corpus tokens between merges "
                             f"(default {1 << 14})")
+    train.add_argument("--storage", metavar="DIR",
+                       help="keep the tables in memory-mapped files in DIR (for a vocabulary whose tables do "
+                            "not fit in memory); DIR must not hold another model's")
     cluster = train.add_mutually_exclusive_group()
     cluster.add_argument("--scheduler", metavar="ADDRESS",
                          help="train data-parallel on this Dask cluster; the corpus must be at the same path on "
@@ -222,7 +225,8 @@ def _train(args, parser):
                              sample=args.sample, epochs=args.epochs, alpha=args.alpha, min_alpha=args.min_alpha,
                              workers=args.threads, optimizer=args.optimizer, seed=args.seed,
                              max_vocab_size=args.max_vocab, shared_negatives=args.shared_negatives,
-                             quiet=args.quiet, deterministic=args.deterministic, client=client, **replicas)
+                             quiet=args.quiet, deterministic=args.deterministic, client=client,
+                             storage=args.storage, **replicas)
     except VocabularyError as err:
         if err.min_count is None:
             raise ValueError(f"corpus {args.corpus} is empty") from None

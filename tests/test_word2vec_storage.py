@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from sparsemb import Word2Vec, _storage
+from sparsemb import KeyedVectors, Word2Vec, _storage
 
 
 @pytest.fixture
@@ -95,3 +95,19 @@ def test_norms_are_computed_a_block_at_a_time_with_the_same_numbers(monkeypatch)
     v = np.random.default_rng(3).standard_normal((1000, 7)).astype(np.float32)
     monkeypatch.setattr(keyedvectors, "CHUNK_BYTES", 7 * 4 * 64)  # 64 rows a block: 16 blocks
     assert np.array_equal(keyedvectors._row_norms(v), np.linalg.norm(v, axis=1))
+
+
+def test_the_command_line_trains_into_storage(corpus, tmp_path, capsys):
+    from sparsemb.cli import main
+
+    out, store = tmp_path / "v.bin", tmp_path / "tables"
+    args = ["train", corpus, "-o", str(out), "--storage", str(store), "--min-count", "1", "--dim", "8", "--epochs",
+            "1", "--threads", "1", "--quiet"]
+    assert main(args) == 0
+    assert sorted(os.listdir(store)) == ["syn0.npy", "syn1neg.npy"]
+    written = KeyedVectors.load_word2vec_format(str(out), binary=True)
+    assert np.array_equal(np.load(store / "syn0.npy"), written.vectors)
+    out.unlink()
+    assert main(args) == 1  # the tables of the first run are not overwritten
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds syn0.npy" in err[0] and not out.exists()
