@@ -106,7 +106,8 @@ def main(argv=None):
             print(f"| {name} | {wall:.2f} | {wall / ref[0]:.2f}x | {cpu:.2f} | {cpu / ref[1]:.2f}x |")
     if not rows:
         return
-    print("| model | run | WS353 | SL999 | analogy % | vs hogwild WS / SL / analogy | train words/s | speed vs hogwild |")
+    print("| model | run | WS353 | SL999 | analogy % | vs hogwild WS / SL / analogy | train words/s "
+          "| speed vs hogwild |")
     print("|---|---|---:|---:|---:|---|---:|---:|")
     for model, name, mean, gap, wps, ratio in rows:
         print(f"| {model} | {name} | {mean['wordsim353']:.3f} | {mean['simlex999']:.3f} | {mean['analogy']:.2f} | "

@@ -277,7 +277,8 @@ def _dask_client(args):
             yield client
         return
     with LocalCluster(n_workers=args.local_cluster, threads_per_worker=args.threads or 1, processes=True,
-                      dashboard_address=None, silence_logs=quiet) as local, Client(local, set_as_default=False) as client:
+                      dashboard_address=None, silence_logs=quiet) as local, \
+            Client(local, set_as_default=False) as client:
         yield client
 
 
