@@ -1,19 +1,25 @@
-"""Quality of sparsemb's word2vec against gensim's, trained with the same flags on the same corpus.
+"""Quality of sparsemb's word2vec against gensim's and fastText's, trained with the same flags on the same corpus.
 
-Both models are scored by the SAME evaluator (sparsemb.word2vec.KeyedVectors, whose definitions are
-gensim's): WordSim353 and SimLex-999 Spearman, questions-words accuracy (gensim's test data). The
+All models are scored by the SAME evaluator (sparsemb.word2vec.KeyedVectors, whose definitions are
+gensim's, built from each program's words and input vectors): WordSim353 and SimLex-999 Spearman, questions-words accuracy (gensim's test data). The
 default corpus is the text of the shortened Wikipedia dump in gensim's test data, extracted with
 gensim's WikiCorpus (lower-cased tokens, one article per line).
+
+fastText (the ``fasttext-wheel`` or ``fasttext`` package) is optional and left out, with a note, when
+it is not installed. It runs without character n-grams (``minn=0, maxn=0, bucket=0``: plain word2vec)
+at gensim's learning rate (``lr=0.025``) and the same flags under its own names.
 
     python scripts/compare_gensim.py                      # skip-gram and CBOW, seeds 1 2 3
     python scripts/compare_gensim.py --models sg --output results.md
     python scripts/compare_gensim.py --hs 1 --negative 0          # hierarchical softmax
+    python scripts/compare_gensim.py --impls gensim sparsemb      # without fastText
 
-Requires gensim (``pip install sparsemb[compare]``).
+Requires gensim (``pip install sparsemb[compare]``); fastText optional (``pip install fasttext-wheel``).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -73,7 +79,36 @@ def train_sparsemb(corpus, flags, seed, **options):
     return model.wv, time.perf_counter() - t0
 
 
+#: Set when the installed fastText ignored the seed (its own fixed seed was used; runs then differ only
+#: by thread timing).
+FASTTEXT_UNSEEDED = [False]
+
+
+def train_fasttext(corpus, flags, seed):
+    import fasttext
+
+    from sparsemb.word2vec import KeyedVectors
+
+    kwargs = dict(model="skipgram" if flags["sg"] else "cbow", loss="hs" if flags["hs"] else "ns", lr=0.025,
+                  dim=flags["vector_size"], ws=flags["window"], neg=flags["negative"], minCount=flags["min_count"],
+                  t=flags["sample"], epoch=flags["epochs"], thread=flags["workers"],
+                  minn=0, maxn=0, wordNgrams=1, bucket=0, verbose=0)
+    t0 = time.perf_counter()
+    try:
+        model = fasttext.train_unsupervised(corpus, seed=seed, **kwargs)
+    except TypeError as e:  # fasttext 0.9.2's train_unsupervised takes no seed (it checks before training)
+        if "seed" not in str(e):
+            raise
+        FASTTEXT_UNSEEDED[0] = True
+        t0 = time.perf_counter()
+        model = fasttext.train_unsupervised(corpus, **kwargs)
+    seconds = time.perf_counter() - t0
+    return KeyedVectors.from_arrays(model.get_input_matrix(), model.get_words()), seconds
+
+
 METRICS = ("wordsim353", "simlex999", "analogy")
+IMPLS = ("gensim", "sparsemb", "fasttext")
+LABELS = {"gensim": "gensim", "sparsemb": "sparsemb", "fasttext": "fastText"}
 
 
 def main(argv=None):
@@ -92,9 +127,21 @@ def main(argv=None):
     parser.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction, default=True,
                         help="sparsemb skip-gram with one set of noise words per centre word (sparsemb's "
                              "default); --no-shared-negatives samples per pair as gensim does")
+    parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS),
+                        help="what to train (default: all; fasttext is left out when not installed)")
     parser.add_argument("--output", help="also write the results: .json (all runs) or .md (the table)")
     args = parser.parse_args(argv)
 
+    impls = [i for i in IMPLS if i in args.impls]
+    notes = []
+    if "fasttext" in impls and importlib.util.find_spec("fasttext") is None:
+        impls.remove("fasttext")
+        notes.append("fastText: not installed (`pip install fasttext-wheel`), so not measured.")
+        print(notes[-1], file=sys.stderr)
+    if not impls:
+        parser.error("nothing to train: fastText is not installed")
+    trainers = {"gensim": train_gensim, "fasttext": train_fasttext,
+                "sparsemb": lambda *a: train_sparsemb(*a, shared_negatives=args.shared_negatives)}
     corpus = args.corpus or wiki_text(os.path.join(tempfile.gettempdir(), "sparsemb-wiki-shortened.txt"))
     n_tokens = sum(len(line.split()) for line in open(corpus, encoding="utf-8"))
     print(f"corpus {corpus}: {n_tokens} tokens", file=sys.stderr)
@@ -103,30 +150,33 @@ def main(argv=None):
         flags = dict(sg=int(name == "sg"), vector_size=args.dim, window=args.window, hs=args.hs, negative=args.negative,
                      min_count=args.min_count, sample=args.sample, epochs=args.epochs, workers=args.workers)
         for seed in args.seeds:
-            for impl, train in (("gensim", train_gensim),
-                                ("sparsemb", lambda *a: train_sparsemb(*a, shared_negatives=args.shared_negatives))):
-                wv, seconds = train(corpus, flags, seed)
+            for impl in impls:
+                wv, seconds = trainers[impl](corpus, flags, seed)
                 run = dict(model=name, impl=impl, seed=seed, seconds=seconds, **score(wv))
                 runs.append(run)
                 print(json.dumps(run), file=sys.stderr)
 
+    if FASTTEXT_UNSEEDED[0]:
+        notes.append("fastText: this version's train_unsupervised takes no seed, so every fastText run used "
+                     "its fixed seed 0; with more than one thread its runs still differ (thread timing).")
     lines = [f"corpus: {os.path.basename(corpus)} ({n_tokens} tokens); dim {args.dim}, window {args.window}, "
              f"hs {args.hs}, negative {args.negative}, min_count {args.min_count}, sample {args.sample}, epochs {args.epochs}, "
              f"workers {args.workers}; sparsemb skip-gram {'shared' if args.shared_negatives else 'per-pair'} negatives; seeds {' '.join(map(str, args.seeds))}; mean of seeds",
-             "",
+             ""] + [n + "\n" for n in notes] + [
              "| model | implementation | WordSim353 ρ | SimLex-999 ρ | analogy % | train s |",
              "|---|---|---|---|---|---|"]
     for name in args.models:
         means = {}
-        for impl in ("gensim", "sparsemb"):
+        for impl in impls:
             sel = [r for r in runs if r["model"] == name and r["impl"] == impl]
             means[impl] = {k: float(np.mean([r[k] for r in sel])) for k in METRICS + ("seconds",)}
             m = means[impl]
-            lines.append(f"| {name} | {impl} | {m['wordsim353']:.4f} | {m['simlex999']:.4f} | "
+            lines.append(f"| {name} | {LABELS[impl]} | {m['wordsim353']:.4f} | {m['simlex999']:.4f} | "
                          f"{m['analogy']:.2f} | {m['seconds']:.1f} |")
-        diff = {k: means["sparsemb"][k] - means["gensim"][k] for k in METRICS}
-        lines.append(f"| {name} | difference | {diff['wordsim353']:+.4f} | {diff['simlex999']:+.4f} | "
-                     f"{diff['analogy']:+.2f} | |")
+        for other in [i for i in impls if i != "sparsemb" and "sparsemb" in impls]:
+            diff = {k: means["sparsemb"][k] - means[other][k] for k in METRICS}
+            lines.append(f"| {name} | sparsemb − {LABELS[other]} | {diff['wordsim353']:+.4f} | "
+                         f"{diff['simlex999']:+.4f} | {diff['analogy']:+.2f} | |")
     table = "\n".join(lines)
     print(table)
     if args.output:
