@@ -165,30 +165,38 @@ class ReplicaGroup:
             self.pool.shutdown()
             self.pool = None
 
-    def apply(self, syncs, merged):
-        """Set the merged rows in ``base`` and in every replica."""
-        for s, rows in zip(syncs, merged):
-            self.base[s.table][s.lo:s.hi] = rows
-            for copy in self.copies:
+    def _period(self, i, update, period, alphas, syncs, copied):
+        """Replica ``i``'s share of :meth:`step`, on a thread of its own: take the merged rows, train,
+        and return its totals and changes."""
+        copy = self.copies[i]
+        if update is not None:
+            for s, rows in zip(*update):
                 copy[s.table][s.lo:s.hi] = rows
+        totals = self._train(i, period, alphas)
+        changes = [copy[s.table][s.lo:s.hi].copy() if copied
+                   else copy[s.table][s.lo:s.hi] - self.base[s.table][s.lo:s.hi] for s in syncs]
+        return totals, changes
 
     def step(self, update: Optional[tuple], period, alphas, syncs, copied=False):
-        """Apply ``update`` (``(syncs, merged)`` of the merge before, or None), train ``period`` of
-        every piece, and return ``(totals, changes, states)``: the period's tokens, loss, examples and
-        kept tokens over the replicas (float64); per piece, one array per sync of ``syncs``, the
-        replica's rows (``copied``) or their delta from ``base``; the pieces' random states."""
+        """Apply ``update`` (``(syncs, merged)`` of the merge before, or None) to ``base`` and every
+        replica, train ``period`` of every piece, and return ``(totals, changes, states)``: the
+        period's tokens, loss, examples and kept tokens over the replicas (float64); per piece, one
+        array per sync of ``syncs``, the replica's rows (``copied``) or their delta from ``base``; the
+        pieces' random states. Each replica's part runs on one thread, its copying included."""
         if update is not None:
-            self.apply(*update)
+            for s, rows in zip(*update):
+                self.base[s.table][s.lo:s.hi] = rows
+
+        def part(i):
+            return self._period(i, update, period, alphas, syncs, copied)
+
         if self.threads == 1:
-            totals = [self._train(i, period, alphas) for i in range(len(self.pieces))]
+            parts = [part(i) for i in range(len(self.pieces))]
         else:
             if self.pool is None:
                 self.pool = ThreadPoolExecutor(self.threads)
-            totals = list(self.pool.map(lambda i: self._train(i, period, alphas), range(len(self.pieces))))
-        changes = [[copy[s.table][s.lo:s.hi].copy() if copied
-                    else copy[s.table][s.lo:s.hi] - self.base[s.table][s.lo:s.hi] for s in syncs]
-                   for copy in self.copies]
-        return np.sum(totals, axis=0), changes, self.states.copy()
+            parts = list(self.pool.map(part, range(len(self.pieces))))
+        return np.sum([t for t, _ in parts], axis=0), [c for _, c in parts], self.states.copy()
 
 
 class Done(NamedTuple):
