@@ -61,6 +61,8 @@ class Plan(NamedTuple):
 
 
 def make_plan(path, pieces, total_tokens, sync_words) -> Plan:
+    """Cut the file at ``path`` (``total_tokens`` in the vocabulary) into ``pieces``, each into as many
+    periods as make about ``sync_words`` tokens of all pieces a period (byte ranges at line starts)."""
     periods = max(1, math.ceil(total_tokens / sync_words))
     offsets = _corpus.byte_ranges(path, pieces * periods)
     size = max(offsets[-1], 1)
