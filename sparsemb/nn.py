@@ -300,13 +300,10 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list
 
 
-class Parameter:
-    """A layer's table as an optimizer sees it: what ``parameters()`` yields (torch's ``Parameter``).
-
-    It refers to its layer, where the table and its gradient live: ``data`` is ``layer.weight`` (the
-    ndarray), ``grad`` is ``layer.grad``, ``requires_grad`` is the layer's. One per layer, always the
-    same object, so it can key an optimizer's ``state`` as in torch.
-    """
+class TableParameter:
+    """What any layer's table shows an optimizer: ``data`` is ``layer.weight``, ``grad`` is
+    ``layer.grad``, ``requires_grad`` is the layer's. :class:`Parameter` is the local layers' (a
+    sharded table has another, which the local optimizers do not take)."""
 
     __slots__ = ("module",)
 
@@ -328,6 +325,17 @@ class Parameter:
     @requires_grad.setter
     def requires_grad(self, value):
         self.module.requires_grad = bool(value)
+
+
+class Parameter(TableParameter):
+    """A layer's table as an optimizer sees it: what ``parameters()`` yields (torch's ``Parameter``).
+
+    It refers to its layer, where the table and its gradient live: ``data`` is ``layer.weight`` (the
+    ndarray), ``grad`` is ``layer.grad``, ``requires_grad`` is the layer's. One per layer, always the
+    same object, so it can key an optimizer's ``state`` as in torch.
+    """
+
+    __slots__ = ()
 
     @property
     def shape(self):

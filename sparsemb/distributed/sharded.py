@@ -166,33 +166,14 @@ async def _gather(futures):
     return await asyncio.gather(*futures, return_exceptions=True)
 
 
-class ShardedParameter:
+class ShardedParameter(nn.TableParameter):
     """A sharded table as an optimizer sees it (what ``parameters()`` yields), like
     :class:`sparsemb.nn.Parameter` but not one: a ``sparsemb.optim`` optimizer, which would keep a
     whole-table state in the client, refuses it; ``sparsemb.distributed``'s optimizers take it.
     ``data`` gathers the whole table (see :attr:`ShardedEmbedding.weight`); ``shape`` and ``dtype``
     do not."""
 
-    __slots__ = ("module",)
-
-    def __init__(self, module):
-        self.module = module
-
-    @property
-    def data(self) -> np.ndarray:
-        return self.module.weight
-
-    @property
-    def grad(self):
-        return self.module.grad
-
-    @property
-    def requires_grad(self) -> bool:
-        return self.module.requires_grad
-
-    @requires_grad.setter
-    def requires_grad(self, value):
-        self.module.requires_grad = bool(value)
+    __slots__ = ()
 
     @property
     def shape(self):
@@ -813,24 +794,17 @@ class _Sharded:
             for p in group["params"]:
                 g = p.module.grad
                 if g is not None:
-                    self._push(p, hyper, g)
+                    self._apply(p, hyper, g)
         return loss
 
-    def backward_step(self, layer, grad_out):
-        """``layer.backward(grad_out); opt.step()`` without keeping the gradient (bit for bit the
-        same), as :meth:`sparsemb.optim.Optimizer.backward_step`."""
-        p = layer._param if isinstance(layer, _ShardedTable) else None
-        if p not in self.state:
-            raise ValueError(f"{layer!r} is not a parameter of this optimizer")
-        if layer.grad is not None:
-            raise RuntimeError("layer has an accumulated gradient: call step() or zero_grad() first")
-        i = next(i for i, g in enumerate(self.param_groups) if any(q is p for q in g["params"]))
-        hyper = self._check_hyper(self.param_groups[i], f"param_groups[{i}]: ")
-        g = layer.gradient(grad_out)
-        if g is not None:
-            self._push(p, hyper, g)
+    # backward_step is the local class's: for a sharded layer, its gradient is queued as a push.
+    _layer_types = (_ShardedTable,)
 
-    def _push(self, p, hyper, g):
+    @staticmethod
+    def _backward_update(layer, grad_out):
+        return layer.gradient(grad_out)
+
+    def _apply(self, p, hyper, g):
         state = self.state[p]
         state["step"] += 1
         p.module._queue(state["step"], hyper, g)

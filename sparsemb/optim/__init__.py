@@ -424,16 +424,25 @@ class Optimizer:
             If ``layer`` has an accumulated gradient (call ``step()`` or ``zero_grad()`` first), or
             before the layer's first forward.
         """
-        p = layer._param if isinstance(layer, _Table) else None
+        p = layer._param if isinstance(layer, self._layer_types) else None
         if p not in self.state:
             raise ValueError(f"{layer!r} is not a parameter of this optimizer")
         if layer.grad is not None:
             raise RuntimeError("layer has an accumulated gradient: call step() or zero_grad() first")
         i = next(i for i, g in enumerate(self.param_groups) if any(q is p for q in g["params"]))
         hyper = self._check_hyper(self.param_groups[i], f"param_groups[{i}]: ")
-        seg = layer._gradient_segments(grad_out)
-        if seg is not None:
-            self._apply(p, hyper, seg)
+        update = self._backward_update(layer, grad_out)
+        if update is not None:
+            self._apply(p, hyper, update)
+
+    #: The layers :meth:`backward_step` takes (a subclass for other layers overrides this,
+    #: :meth:`_backward_update` and :meth:`_apply`).
+    _layer_types = (_Table,)
+
+    @staticmethod
+    def _backward_update(layer, grad_out):
+        """What :meth:`_apply` takes for ``layer``'s gradient of ``grad_out`` (its segments), or None."""
+        return layer._gradient_segments(grad_out)
 
     def _apply(self, p, hyper, seg):
         state = self.state[p]
