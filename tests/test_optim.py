@@ -110,21 +110,26 @@ def test_untouched_rows_and_state_stay_bit_identical(opt_cls, dense, kw):
             assert v[others].tobytes() == before_s[k][others].tobytes()
 
 
+def _layer(kind):
+    """The layer of the fused-step tests: an Embedding with padding and frequency scaling, or a bag."""
+    if kind == "embedding":
+        return sm.Embedding(N, DIM, seed=7, padding_idx=2, scale_grad_by_freq=True)
+    return sm.EmbeddingBag(N, DIM, mode=kind[4:], seed=7)
+
+
+def _forward(emb, kind, ids):
+    return emb(ids) if kind == "embedding" else emb(ids, np.array([0, 1]))
+
+
 @pytest.mark.parametrize("opt_cls,dense,kw", CASES)
 @pytest.mark.parametrize("layer", ["embedding", "bag_mean", "bag_max"])
 def test_fused_backward_step_equals_backward_then_step(opt_cls, dense, kw, layer):
     results = []
     for fused in (False, True):
-        if layer == "embedding":
-            emb = sm.Embedding(N, DIM, seed=7, padding_idx=2, scale_grad_by_freq=True)
-        else:
-            emb = sm.EmbeddingBag(N, DIM, mode=layer[4:], seed=7)
+        emb = _layer(layer)
         opt = opt_cls([emb], **kw)
         for t, ids in enumerate(BATCHES, start=1):
-            if layer == "embedding":
-                out = emb(ids)
-            else:
-                out = emb(ids, np.array([0, 1]))
+            out = _forward(emb, layer, ids)
             g = np.random.default_rng(t).standard_normal(out.shape).astype(np.float32)
             if fused:
                 opt.backward_step(emb, g)
@@ -144,15 +149,12 @@ def test_step_from_pending_segments_equals_step_from_summed_gradient(opt_cls, de
     # step() applies the sums: same bits. Two backwards before a step accumulate, as in torch.
     results = []
     for mode in ("pending", "read", "accumulate_pending", "accumulate_read"):
-        if layer == "embedding":
-            emb = sm.Embedding(N, DIM, seed=7, padding_idx=2, scale_grad_by_freq=True)
-        else:
-            emb = sm.EmbeddingBag(N, DIM, mode=layer[4:], seed=7)
+        emb = _layer(layer)
         opt = opt_cls([emb], **kw)
         for t, ids in enumerate(BATCHES, start=1):
             opt.zero_grad()
             for k in range(2 if mode.startswith("accumulate") else 1):
-                out = emb(ids) if layer == "embedding" else emb(ids, np.array([0, 1]))
+                out = _forward(emb, layer, ids)
                 g = np.random.default_rng(t).standard_normal(out.shape).astype(np.float32)
                 emb.backward(g * (k + 1))
             if mode.endswith("read"):
