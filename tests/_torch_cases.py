@@ -351,18 +351,30 @@ def _bag_by_embedding(torch, layer, ids, offsets=None, psw=None, *, expected):
     return out
 
 
-def run_torch(case):
-    """Run ``case`` through torch; returns the results dict described in the module docstring."""
+#: sparsemb.torch's ``optimizer=`` (the update in backward) for each torch optimizer.
+FUSED = {"SGD": "sgd", "Adagrad": "adagrad", "SparseAdam": "sparse_adam"}
+
+
+def run_torch(case, modules=None, fused=False):
+    """Run ``case`` through torch; returns the results dict described in the module docstring.
+
+    ``modules`` is where the layer classes come from: torch.nn by default (the recorded reference),
+    or ``sparsemb.torch`` (the same replay of its modules). With ``fused`` (sparsemb.torch only) the
+    layers update their rows in backward (:data:`FUSED`): no torch optimizer and no gradient.
+    """
     import torch
 
+    reference = modules is None
+    modules = torch.nn if reference else modules
     optimizer = case.get("optimizer")
+    extra = {"optimizer": FUSED[optimizer], **case["hyper"]} if fused else {}
     # Optimizer cases use sparse gradients, as the sparse optimizers require; layer cases take
     # torch's dense backward, an independent implementation of the same sums.
-    layers = [getattr(torch.nn, t["layer"]).from_pretrained(
+    layers = [getattr(modules, t["layer"]).from_pretrained(
         torch.from_numpy(t["weight"].copy()), freeze=False, sparse=optimizer is not None,
-        **t["options"]) for t in case["tables"]]
+        **t["options"], **extra) for t in case["tables"]]
     opt = None
-    if optimizer is not None:
+    if optimizer is not None and not fused:
         opt = getattr(torch.optim, optimizer)([m.weight for m in layers], **case["hyper"])
     steps = []
     for calls in case["steps"]:
@@ -378,21 +390,26 @@ def run_torch(case):
                 args += [None if call.get(k) is None else torch.from_numpy(call[k])
                          for k in ("offsets", "per_sample_weights")]
             out = layer(*args)
-            if isinstance(layer, torch.nn.EmbeddingBag) and layer.scale_grad_by_freq:
+            if reference and isinstance(layer, torch.nn.EmbeddingBag) and layer.scale_grad_by_freq:
                 out = _bag_by_embedding(torch, layer, *args, expected=out)
             g_out = torch.from_numpy(call["grad_out"])
-            # This call's own gradient, then the accumulating backward on the same graph.
-            (grad,) = torch.autograd.grad(out, layer.weight, g_out, retain_graph=True)
+            entry = {"out": _to_numpy(out)}
+            if not fused:
+                # This call's own gradient, then the accumulating backward on the same graph.
+                (grad,) = torch.autograd.grad(out, layer.weight, g_out, retain_graph=True)
+                entry["grad"] = _to_numpy(grad)
             out.backward(g_out)
-            done.append({"out": _to_numpy(out), "grad": _to_numpy(grad)})
+            done.append(entry)
         if opt is not None:
             with warnings.catch_warnings():
                 # torch's sparse Adagrad warns that it skips sparse invariant checks: not ours.
                 warnings.filterwarnings("ignore", "Sparse invariant checks")
                 opt.step()
         steps.append({"calls": done, "weights": [_to_numpy(m.weight) for m in layers]})
-    result = {"steps": steps, "grads": [_to_numpy(m.weight.grad) for m in layers]}
-    if opt is not None:
+    result = {"steps": steps}
+    if not fused:
+        result["grads"] = [_to_numpy(m.weight.grad) for m in layers]
+    if reference and opt is not None:
         result["state"] = [
             {k: np.asarray(_to_numpy(v), dtype=np.float64 if k == "step" else None)
              for k, v in opt.state[m.weight].items() if torch.is_tensor(v)}

@@ -8,7 +8,6 @@ Needs torch: skipped without it.
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,49 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _torch_cases as cases  # noqa: E402
 from test_torch_parity import RECORDED, TOL, _dtype, _params, assert_matches  # noqa: E402
 
-FUSED = {"SGD": "sgd", "Adagrad": "adagrad", "SparseAdam": "sparse_adam"}
-
-
 def run_module(case, fused=False):
     """``cases.run_torch`` with sparsemb.torch's modules (and, with ``fused``, the optimizer in backward)."""
-    optimizer = case.get("optimizer")
-    extra = {"optimizer": FUSED[optimizer], **case["hyper"]} if fused else {}
-    layers = [getattr(st, t["layer"]).from_pretrained(
-        torch.from_numpy(t["weight"].copy()), freeze=False, sparse=optimizer is not None,
-        **t["options"], **extra) for t in case["tables"]]
-    opt = None
-    if optimizer is not None and not fused:
-        opt = getattr(torch.optim, optimizer)([m.weight for m in layers], **case["hyper"])
-    steps = []
-    for calls in case["steps"]:
-        if opt is not None:
-            opt.zero_grad()
-        done = []
-        for layer, call in zip(layers, calls):
-            if call is None:
-                done.append(None)
-                continue
-            args = [torch.from_numpy(call["ids"])]
-            if "offsets" in call or "per_sample_weights" in call:
-                args += [None if call.get(k) is None else torch.from_numpy(call[k])
-                         for k in ("offsets", "per_sample_weights")]
-            out = layer(*args)
-            g_out = torch.from_numpy(call["grad_out"])
-            entry = {"out": out.detach().numpy().copy()}
-            if not fused:
-                (grad,) = torch.autograd.grad(out, layer.weight, g_out, retain_graph=True)
-                entry["grad"] = cases._to_numpy(grad)
-            out.backward(g_out)
-            done.append(entry)
-        if opt is not None:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Sparse invariant checks")
-                opt.step()
-        steps.append({"calls": done, "weights": [m.weight.detach().numpy().copy() for m in layers]})
-    result = {"steps": steps}
-    if not fused:
-        result["grads"] = [cases._to_numpy(m.weight.grad) for m in layers]
-    return result
+    return cases.run_torch(case, modules=st, fused=fused)
 
 
 def _without_grads(expected):
