@@ -560,6 +560,14 @@ def scheduler_kwargs(kwargs):
     return out
 
 
+def schedule_entry(opt, sched):
+    """One point of a scheduler trace: each group's learning rate (and betas), and ``get_last_lr()``;
+    the same for torch's optimizers and sparsemb's."""
+    return {"lr": [g["lr"] for g in opt.param_groups],
+            "betas": [list(g["betas"]) for g in opt.param_groups] if "betas" in opt.defaults else None,
+            "last_lr": list(sched.get_last_lr())}
+
+
 def run_torch_scheduler(case):
     """torch's learning rate (and betas) of each group after construction and after each step, and
     the scheduler's state dict at the end (its plain entries)."""
@@ -568,19 +576,12 @@ def run_torch_scheduler(case):
     params = [torch.nn.Parameter(torch.zeros(2)) for _ in GROUP_LRS]
     opt = getattr(torch.optim, opt_name)([{"params": [p], "lr": lr} for p, lr in zip(params, GROUP_LRS)])
     sched = getattr(torch.optim.lr_scheduler, cls)(opt, **scheduler_kwargs(kwargs))
-    trace = []
-
-    def record():
-        trace.append({"lr": [g["lr"] for g in opt.param_groups],
-                      "betas": [list(g["betas"]) for g in opt.param_groups] if "betas" in opt.defaults
-                      else None,
-                      "last_lr": list(sched.get_last_lr())})
-    record()
+    trace = [schedule_entry(opt, sched)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # stepping the scheduler without optimizer steps
         for i in range(steps):
             sched.step(METRICS[i]) if cls == "ReduceLROnPlateau" else sched.step()
-            record()
+            trace.append(schedule_entry(opt, sched))
     state = {k: v for k, v in sched.state_dict().items() if isinstance(v, (int, float, list, str))
              and k != "lr_lambdas"}
     return {"trace": trace, "state": state}

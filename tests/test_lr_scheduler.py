@@ -29,17 +29,10 @@ def _run(case):
     opt = getattr(sm.optim, opt_name)([{"params": m.parameters(), "lr": lr}
                                        for m, lr in zip(layers, cases.GROUP_LRS)])
     sched = getattr(L, cls)(opt, **cases.scheduler_kwargs(kwargs))
-    trace = []
-
-    def record():
-        trace.append({"lr": [g["lr"] for g in opt.param_groups],
-                      "betas": [list(g["betas"]) for g in opt.param_groups] if "betas" in opt.defaults
-                      else None,
-                      "last_lr": list(sched.get_last_lr())})
-    record()
+    trace = [cases.schedule_entry(opt, sched)]
     for i in range(steps):
         sched.step(cases.METRICS[i]) if cls == "ReduceLROnPlateau" else sched.step()
-        record()
+        trace.append(cases.schedule_entry(opt, sched))
     return {"trace": trace, "sched": sched, "opt": opt}
 
 
