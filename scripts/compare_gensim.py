@@ -3,7 +3,13 @@
 All models are scored by the SAME evaluator (sparsemb.word2vec.KeyedVectors, whose definitions are
 gensim's, built from each program's words and input vectors): WordSim353 and SimLex-999 Spearman, questions-words accuracy (gensim's test data). The
 default corpus is the text of the shortened Wikipedia dump in gensim's test data, extracted with
-gensim's WikiCorpus (lower-cased tokens, one article per line).
+gensim's WikiCorpus (lower-cased tokens, one article per line); ``--corpus`` takes any text file with
+one sentence per line, such as the 5.9M-token dictionary corpus that scripts/real_corpus.py writes from
+Debian's dict-gcide and dict-wn packages.
+
+gensim is trained in both its modes: ``Word2Vec(LineSentence(path))`` (the Python reader; "gensim" in
+``--impls``) and ``Word2Vec(corpus_file=path)`` (its C-level reader, "gensim-file"). They differ: each
+corpus_file worker reads its own byte range of the file, and the learning rate decays per worker.
 
 fastText (the ``fasttext-wheel`` or ``fasttext`` package) is optional and left out, with a note, when
 it is not installed. It runs without character n-grams (``minn=0, maxn=0, bucket=0``: plain word2vec)
@@ -13,6 +19,9 @@ at gensim's learning rate (``lr=0.025``) and the same flags under its own names.
     python scripts/compare_gensim.py --models sg --output results.md
     python scripts/compare_gensim.py --hs 1 --negative 0          # hierarchical softmax
     python scripts/compare_gensim.py --impls gensim sparsemb      # without fastText
+    python scripts/real_corpus.py /tmp/dict-corpus.txt            # a real corpus of 5.9M tokens
+    nice -n 19 python scripts/compare_gensim.py --corpus /tmp/dict-corpus.txt --fasttext-seeds 1 \
+        --output results.md --runs results.json
 
 Requires gensim (``pip install sparsemb[compare]``); fastText optional (``pip install fasttext-wheel``).
 """
@@ -59,14 +68,18 @@ def score(wv):
     return {"wordsim353": float(ws), "simlex999": float(sl), "analogy": 100.0 * float(acc)}
 
 
-def train_gensim(corpus, flags, seed):
+def train_gensim(corpus, flags, seed, corpus_file=False):
+    """gensim's Word2Vec on ``LineSentence(corpus)``, or with ``corpus_file=corpus`` (its C-level reader)."""
     from gensim.models import Word2Vec
     from gensim.models.word2vec import LineSentence
 
     from sparsemb.word2vec import KeyedVectors
 
     t0 = time.perf_counter()
-    model = Word2Vec(LineSentence(corpus), seed=seed, **flags)
+    if corpus_file:
+        model = Word2Vec(corpus_file=corpus, seed=seed, **flags)
+    else:
+        model = Word2Vec(LineSentence(corpus), seed=seed, **flags)
     seconds = time.perf_counter() - t0
     return KeyedVectors.from_arrays(model.wv.vectors, model.wv.index_to_key), seconds
 
@@ -107,8 +120,9 @@ def train_fasttext(corpus, flags, seed):
 
 
 METRICS = ("wordsim353", "simlex999", "analogy")
-IMPLS = ("gensim", "sparsemb", "fasttext")
-LABELS = {"gensim": "gensim", "sparsemb": "sparsemb", "fasttext": "fastText"}
+IMPLS = ("gensim", "gensim-file", "sparsemb", "fasttext")
+LABELS = {"gensim": "gensim LineSentence", "gensim-file": "gensim corpus_file", "sparsemb": "sparsemb",
+          "fasttext": "fastText"}
 
 
 def main(argv=None):
@@ -128,8 +142,14 @@ def main(argv=None):
                         help="sparsemb skip-gram with one set of noise words per centre word (sparsemb's "
                              "default); --no-shared-negatives samples per pair as gensim does")
     parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS),
-                        help="what to train (default: all; fasttext is left out when not installed)")
-    parser.add_argument("--output", help="also write the results: .json (all runs) or .md (the table)")
+                        help="what to train (default: all; fasttext is left out when not installed; gensim is "
+                             "its LineSentence mode, gensim-file its corpus_file mode)")
+    parser.add_argument("--fasttext-seeds", nargs="+", type=int,
+                        help="fastText's seeds (default: --seeds); fastText 0.9.2 ignores the seed, so one run "
+                             "saves time on a large corpus")
+    parser.add_argument("--output", help="also write the results: .json (all runs) or .md (the tables)")
+    parser.add_argument("--runs", help="a .json file rewritten after every run with the runs so far "
+                                       "(partial results of a long run)")
     args = parser.parse_args(argv)
 
     impls = [i for i in IMPLS if i in args.impls]
@@ -141,6 +161,7 @@ def main(argv=None):
     if not impls:
         parser.error("nothing to train: fastText is not installed")
     trainers = {"gensim": train_gensim, "fasttext": train_fasttext,
+                "gensim-file": lambda *a: train_gensim(*a, corpus_file=True),
                 "sparsemb": lambda *a: train_sparsemb(*a, shared_negatives=args.shared_negatives)}
     corpus = args.corpus or wiki_text(os.path.join(tempfile.gettempdir(), "sparsemb-wiki-shortened.txt"))
     n_tokens = sum(len(line.split()) for line in open(corpus, encoding="utf-8"))
@@ -151,17 +172,25 @@ def main(argv=None):
                      min_count=args.min_count, sample=args.sample, epochs=args.epochs, workers=args.workers)
         for seed in args.seeds:
             for impl in impls:
+                if impl == "fasttext" and args.fasttext_seeds is not None and seed not in args.fasttext_seeds:
+                    continue
                 wv, seconds = trainers[impl](corpus, flags, seed)
-                run = dict(model=name, impl=impl, seed=seed, seconds=seconds, **score(wv))
+                run = dict(model=name, impl=impl, seed=seed, seconds=seconds, vocabulary=len(wv), **score(wv))
                 runs.append(run)
                 print(json.dumps(run), file=sys.stderr)
+                if args.runs:
+                    write_runs(args.runs, runs)
 
     if FASTTEXT_UNSEEDED[0]:
         notes.append("fastText: this version's train_unsupervised takes no seed, so every fastText run used "
                      "its fixed seed 0; with more than one thread its runs still differ (thread timing).")
-    lines = [f"corpus: {os.path.basename(corpus)} ({n_tokens} tokens); dim {args.dim}, window {args.window}, "
+    vocab = sorted({r["vocabulary"] for r in runs if r["impl"] != "fasttext"})
+    lines = [f"corpus: {os.path.basename(corpus)} ({n_tokens} tokens; vocabulary {'/'.join(map(str, vocab))} at "
+             f"min_count {args.min_count}); dim {args.dim}, window {args.window}, "
              f"hs {args.hs}, negative {args.negative}, min_count {args.min_count}, sample {args.sample}, epochs {args.epochs}, "
-             f"workers {args.workers}; sparsemb skip-gram {'shared' if args.shared_negatives else 'per-pair'} negatives; seeds {' '.join(map(str, args.seeds))}; mean of seeds",
+             f"workers {args.workers}; sparsemb skip-gram {'shared' if args.shared_negatives else 'per-pair'} negatives; seeds {' '.join(map(str, args.seeds))}"
+             + (f" (fastText {' '.join(map(str, args.fasttext_seeds))})" if args.fasttext_seeds and "fasttext" in impls else "")
+             + "; mean of seeds",
              ""] + [n + "\n" for n in notes] + [
              "| model | implementation | WordSim353 ρ | SimLex-999 ρ | analogy % | train s |",
              "|---|---|---|---|---|---|"]
@@ -177,6 +206,16 @@ def main(argv=None):
             diff = {k: means["sparsemb"][k] - means[other][k] for k in METRICS}
             lines.append(f"| {name} | sparsemb − {LABELS[other]} | {diff['wordsim353']:+.4f} | "
                          f"{diff['simlex999']:+.4f} | {diff['analogy']:+.2f} | |")
+    lines += ["", "Per seed (spread): WordSim353 ρ / SimLex-999 ρ / analogy %", "",
+              "| model | implementation | " + " | ".join(f"seed {s}" for s in args.seeds) + " |",
+              "|---|---|" + "---|" * len(args.seeds)]
+    for name in args.models:
+        for impl in impls:
+            cells = []
+            for seed in args.seeds:
+                sel = [r for r in runs if r["model"] == name and r["impl"] == impl and r["seed"] == seed]
+                cells.append(" / ".join(f"{sel[0][k]:.{2 if k == 'analogy' else 3}f}" for k in METRICS) if sel else "")
+            lines.append(f"| {name} | {LABELS[impl]} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
     if args.output:
@@ -185,6 +224,12 @@ def main(argv=None):
                 json.dump({"argv": sys.argv[1:], "runs": runs}, f, indent=1)
             else:
                 f.write(table + "\n")
+
+
+def write_runs(path, runs):
+    with open(path + ".part", "w", encoding="utf-8") as f:
+        json.dump({"argv": sys.argv[1:], "runs": runs}, f, indent=1)
+    os.replace(path + ".part", path)
 
 
 if __name__ == "__main__":
