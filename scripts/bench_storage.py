@@ -13,7 +13,12 @@ of weight plus 1 GiB of Adagrad state), 2 threads, in four settings:
   evicted from the page cache. The page cache counts against a cgroup's limit, so only that much
   of the table can be resident; the rest is read from disk (and written back) as the steps touch it.
 - ``mapped, limited, prefetch``: the same, calling ``opt.prefetch(emb, ids)`` before each step
-  (inside the timed step), which asks for all the batch's pages at once (``MADV_WILLNEED``).
+  (inside the timed step), which asks for all the batch's pages at once (``MADV_WILLNEED``);
+- ``..., prefetch next``: ``opt.prefetch(emb, next_ids)`` for the *next* batch before this step's
+  lookup, so that its reads run while this step computes (and the first step prefetches its own);
+- ``interleaved, ...``: ``Embedding(..., storage=path, interleave=sm.optim.Adagrad)``: one file of
+  records, a row's weight and its Adagrad state side by side (512 bytes, 8 to a page), so a row
+  that is not in memory costs one page read and one first-write fault instead of two.
 
 Each setting runs in a fresh child process (``--child``): ``--warmup`` steps, then ``--steps`` timed
 steps, each on a new draw of ids; a setting reports the median step time (and CPU seconds, and
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import resource
 import shutil
@@ -45,7 +51,10 @@ import numpy as np
 
 from _benchutil import BATCH, DIM, THREADS, ZIPF_A, fmt, machine, report, table, zipf_ids
 
-SETTINGS = ("in RAM", "mapped, fits", "mapped, limited", "mapped, limited, prefetch")
+SETTINGS = ("in RAM", "mapped, fits", "mapped, limited", "mapped, limited, prefetch",
+            "mapped, limited, prefetch next", "interleaved, fits", "interleaved, limited, prefetch",
+            "interleaved, limited, prefetch next")
+FILES = {"mapped": ("table.npy", "table.{opt}.sum.npy"), "interleaved": ("records.npy",)}
 DISTS = ("zipf", "zipf, truncated", "uniform")
 
 
@@ -77,13 +86,13 @@ def child(args):
     from sparsemb._config import num_threads
     from sparsemb._storage import advise
 
-    path = os.path.join(args.dir, "table.npy")
-    if args.setting == "in RAM":
-        emb = sm.Embedding(args.rows, DIM, seed=0)
-    else:
-        emb = sm.Embedding(args.rows, DIM, seed=0, storage=path)
-    opt = sm.optim.Adagrad([emb])
-    arrays = [emb.weight, opt.state[emb._param]["sum"]]
+    emb, opt = make(sm, args.setting, args.rows, args.dir, args.optimizer)
+    if args.prepare:  # the files created and written out by a process that then ends: no page of
+        opt.flush()   # them stays mapped (and charged to this process's cgroup) when the runs start
+        print("{}")
+        return
+    interleaved = args.setting.startswith("interleaved")
+    arrays = [emb.records] if interleaved else [emb.weight, opt.state[emb._param]["sum"]]
     if args.setting != "in RAM":
         # Written back first (a new file's drawn pages, the last child's steps): the kernel's
         # writeback of dirty pages during the timed steps would make the next write to each of
@@ -91,18 +100,22 @@ def child(args):
         opt.flush()
         for a in arrays:  # the library advises "random"; "normal" shows what that saves
             advise(a, args.advice)
-    if args.setting == "mapped, fits":
-        for a in arrays:  # read it all into the page cache
-            float(a.sum(dtype=np.float64))
+    if args.setting.endswith(", fits"):
+        for a in arrays:  # read it all into the page cache: a byte of every page
+            int(np.asarray(a).reshape(-1).view(np.uint8)[::mmap.PAGESIZE].sum())
     g = np.random.default_rng(1).standard_normal((BATCH, DIM), dtype=np.float32)
     wall, cpu, faults = [], [], []
+    ahead = args.setting.endswith("prefetch next")
+    nb = batch(args.dist, args.rows, 0)
     with num_threads(THREADS):
         for t in range(args.warmup + args.steps):
-            b = batch(args.dist, args.rows, t)
+            b, nb = nb, batch(args.dist, args.rows, t + 1)
             f0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF).ru_majflt, time.process_time(), \
                 time.perf_counter()
-            if args.setting.endswith("prefetch"):
+            if args.setting.endswith("prefetch") or (ahead and t == 0):
                 opt.prefetch(emb, b)
+            if ahead:  # the next batch's reads run while this step computes
+                opt.prefetch(emb, nb)
             emb(b)
             opt.backward_step(emb, g)
             w1, c1 = time.perf_counter(), time.process_time()
@@ -114,6 +127,19 @@ def child(args):
     print(json.dumps({"wall": float(np.median(wall)), "cpu": float(np.median(cpu)),
                       "faults": float(np.median(faults)), "maxrss": rss,
                       "unique": int(np.unique(b).size)}))
+
+
+def make(sm, setting, rows, directory, optimizer):
+    """The layer and optimizer of ``setting`` (its files created in ``directory`` if missing)."""
+    cls = getattr(sm.optim, optimizer)
+    if setting == "in RAM":
+        emb = sm.Embedding(rows, DIM, seed=0)
+    elif setting.startswith("interleaved"):
+        emb = sm.Embedding(rows, DIM, seed=0, storage=os.path.join(directory, FILES["interleaved"][0]),
+                           interleave=cls)
+    else:
+        emb = sm.Embedding(rows, DIM, seed=0, storage=os.path.join(directory, FILES["mapped"][0]))
+    return emb, cls([emb])
 
 
 # -- the memory limit -----------------------------------------------------------------------------
@@ -202,10 +228,11 @@ def disk_iops(path, depths=(1, 8, 32), per_thread=3000):
     return out
 
 
-def run_child(args, workdir, setting, dist, limit=None):
+def run_child(args, workdir, setting, dist, limit=None, prepare=False):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--setting", setting, "--dist", dist,
            "--rows", str(args.rows), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--dir", workdir, "--advice", args.advice]
+           "--dir", workdir, "--advice", args.advice, "--optimizer", args.optimizer] \
+        + ["--prepare"] * prepare
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                          preexec_fn=None if limit is None else limit.join)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -223,25 +250,37 @@ def main(argv=None):
                     help="madvise of the mapped arrays (default random, what the library sets)")
     ap.add_argument("--markdown", action="store_true", help="print a BENCHMARKS.md section")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--setting", choices=SETTINGS, help=argparse.SUPPRESS)
     ap.add_argument("--dist", choices=DISTS, help=argparse.SUPPRESS)
     ap.add_argument("--only", choices=DISTS, action="append", help="run only these distributions")
+    ap.add_argument("--settings", choices=SETTINGS, nargs="+", default=SETTINGS,
+                    help="run only these settings (in RAM, the anchor, always runs)")
+    ap.add_argument("--optimizer", default="Adagrad", choices=["Adagrad", "RowwiseAdagrad"],
+                    help="fused optimizer (default Adagrad; RowwiseAdagrad's state is 1/64 of the "
+                    "table, so the table alone must be 2x the limit: --limit-mib 512)")
     args = ap.parse_args(argv)
     if args.child:
         return child(args)
+    settings = ["in RAM"] + [s for s in SETTINGS if s in args.settings and s != "in RAM"]
 
     table_bytes = args.rows * DIM * 4
+    state_bytes = table_bytes if args.optimizer == "Adagrad" else args.rows * 4
     dists = args.only or DISTS
     workdir = tempfile.mkdtemp(prefix="sparsemb-bench-storage-", dir=args.dir)
     results = {(s, d): [] for s in SETTINGS for d in DISTS}
     try:
         limit = MemoryLimit(args.limit_mib * 2**20)
-        files = [os.path.join(workdir, f) for f in ("table.npy", "table.Adagrad.sum.npy")]
+        files = {k: [os.path.join(workdir, f.format(opt=args.optimizer)) for f in v]
+                 for k, v in FILES.items()}
+        for layout in ("mapped", "interleaved"):  # the files, created once outside the limit
+            if any(s.startswith(layout) for s in settings):
+                run_child(args, workdir, f"{layout}, fits", dists[0], prepare=True)
         for r in range(args.rounds):
             for dist in dists:
-                for setting in SETTINGS:
-                    if setting.startswith("mapped, limited"):
-                        evict(files)
+                for setting in settings:
+                    if ", limited" in setting:
+                        evict(files[setting.split(",")[0]])
                         with limit:
                             res = run_child(args, workdir, setting, dist, limit)
                     else:
@@ -250,14 +289,15 @@ def main(argv=None):
                     print(f"round {r} {dist:8} {setting:16} {res['wall'] * 1e3:8.1f} ms "
                           f"cpu {res['cpu'] * 1e3:7.1f} ms, {res['faults']:.0f} major faults, "
                           f"max rss {res['maxrss'] / 2**20:.0f} MiB", file=sys.stderr, flush=True)
-        iops = disk_iops(files[1])
+        iops = disk_iops(files["interleaved" if settings[-1].startswith("interleaved") else
+                                "mapped"][0])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    rows, goal = [], None
+    rows, goal = [], {}
     for dist in dists:
         anchor = np.median([x["wall"] for x in results["in RAM", dist]])
-        for setting in SETTINGS:
+        for setting in settings:
             xs = results[setting, dist]
             wall = float(np.median([x["wall"] for x in xs]))
             cpu = float(np.median([x["cpu"] for x in xs]))
@@ -266,23 +306,25 @@ def main(argv=None):
             rows.append([f"{dist}: {setting}", fmt(wall * 1e3, ".1f"), fmt(cpu * 1e3, ".1f"),
                          fmt(BATCH / wall / 1e6, ".2f"), fmt(100 * ratio, ".0f", "%"),
                          fmt(faults, ".0f")])
-            if dist == "zipf" and setting.startswith("mapped, limited"):
-                goal = max(goal or 0, ratio)
+            if dist.startswith("zipf") and ", limited" in setting:
+                goal[dist] = max(goal.get(dist, 0), ratio)
     unique = ", ".join(f"{d}: {results['in RAM', d][0]['unique']:,}" for d in dists)
     head = ["distribution: setting", "step ms", "CPU ms", "M ids/s", "of in-RAM speed",
             "major faults/step"]
     blocks = [
-        f"workload: {args.rows:,} x {DIM} float32 table ({table_bytes / 2**30:.2f} GiB) + Adagrad "
-        f"state ({table_bytes / 2**30:.2f} GiB), {BATCH:,} ids a step (unique ids a step: "
-        f"{unique}), a new draw each step, "
-        f"fused Adagrad (forward + backward_step), {THREADS} threads; {args.warmup} warm-up + "
+        f"workload: {args.rows:,} x {DIM} float32 table ({table_bytes / 2**30:.2f} GiB) + "
+        f"{args.optimizer} state ({state_bytes / 2**30:.3f} GiB), {BATCH:,} ids a step (unique ids "
+        f"a step: {unique}), a new draw each step, "
+        f"fused {args.optimizer} (forward + backward_step), {THREADS} threads; {args.warmup} warm-up + "
         f"{args.steps} timed steps a child, median step; median of {args.rounds} interleaved rounds; "
         f"madvise: {args.advice}",
-        f"memory limit of 'mapped, limited': {args.limit_mib} MiB ({limit.how}), the table and its "
-        f"state being {2 * table_bytes / (args.limit_mib * 2**20):.1f}x that; files in {args.dir}, "
-        "evicted from the page cache before each limited run; 'prefetch' calls "
+        f"memory limit of the 'limited' settings: {args.limit_mib} MiB ({limit.how}), the table and "
+        f"its state being {(table_bytes + state_bytes) / (args.limit_mib * 2**20):.1f}x that; files "
+        f"in {args.dir}, evicted from the page cache before each limited run; 'prefetch' calls "
         "opt.prefetch(emb, ids) (MADV_WILLNEED on the rows' pages of weight and state) before each "
-        "step, inside the timed step. 'zipf' folds draws past the table into it (the other "
+        "step, inside the timed step; 'prefetch next' calls it for the next step's ids before this "
+        "step's lookup; 'interleaved' keeps a row's weight and state in one record of one file "
+        "(interleave=). 'zipf' folds draws past the table into it (the other "
         "benchmarks' workload: ~20% of the ids uniform over the table); 'zipf, truncated' draws "
         "those again (hot rows first, as a vocabulary sorted by frequency)",
         table(head, rows, args.markdown),
@@ -291,8 +333,9 @@ def main(argv=None):
         + ". A major fault waits for one read; a step that misses m pages needs m reads (and about "
         "as many writes of evicted dirty pages) whatever the parallelism",
         "target: Zipf on a table 2x larger than the allowed memory at >= 25% of in-RAM speed: "
-        + ("not run" if goal is None else
-           f"{fmt(100 * goal, '.0f', '%')} ({'met' if goal >= 0.25 else 'MISSED'})"),
+        + ("not run" if not goal else "; ".join(
+            f"{d} {fmt(100 * v, '.0f', '%')} ({'met' if v >= 0.25 else 'missed'})"
+            for d, v in goal.items())),
     ]
     print(report("bench_storage: training step on mapped tables", machine(), blocks, args.markdown))
 

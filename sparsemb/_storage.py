@@ -47,13 +47,26 @@ def _size(n: int) -> str:
     return f"{n:,} bytes"
 
 
+#: Files :func:`open_array` creates start their data at this offset (the ``.npy`` header padded
+#: with spaces, as the format allows), so that rows of a power-of-two size never straddle two pages:
+#: with numpy's 128-byte header every 16th 256-byte row (every 8th 512-byte interleaved record)
+#: spanned two pages, and a miss on it read both. Files with numpy's own header still reopen.
+DATA_OFFSET = 4096
+
+
 def _header(shape, dtype) -> bytes:
-    """The ``.npy`` header (format 1.0) of a C-ordered array of ``shape`` and ``dtype``."""
+    """The ``.npy`` header (format 1.0) of a C-ordered array of ``shape`` and ``dtype``, padded to
+    :data:`DATA_OFFSET` bytes."""
     buf = BytesIO()
     np.lib.format.write_array_header_1_0(
         buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
               "shape": tuple(shape)})
-    return buf.getvalue()
+    h = buf.getvalue()
+    if len(h) < DATA_OFFSET:  # a long structured dtype's header stays as numpy wrote it
+        # magic (6) + version (2) + little-endian uint16 length (2), then the text ending in "\n"
+        h = h[:8] + (DATA_OFFSET - 10).to_bytes(2, "little") + h[10:-1] \
+            + b" " * (DATA_OFFSET - len(h)) + b"\n"
+    return h
 
 
 def file_bytes(shape, dtype) -> int:
@@ -97,6 +110,50 @@ def mapped_file(array):
     if isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.filename:
         return array.filename
     return None
+
+
+def mapping(array):
+    """The memmap that maps a file as a whole and of which ``array`` is (a view of) a part, or None.
+
+    An interleaved table's weight and state (fields of one record array: see
+    :func:`interleaved_dtype`) are views of such a memmap; flushing, advice and prefetching act on
+    its mapping."""
+    a = array
+    while isinstance(a, np.ndarray):
+        if mapped_file(a) is not None:
+            return a
+        a = a.base
+    return None
+
+
+def _position(array, whole) -> int:
+    """The byte position of ``array``'s first element in ``whole``'s mmap (which starts at the file
+    offset ``whole.offset`` rounded down to the allocation granularity, as ``np.memmap`` maps)."""
+    return (array.__array_interface__["data"][0] - whole.__array_interface__["data"][0]
+            + whole.offset % mmap.ALLOCATIONGRANULARITY)
+
+
+def interleaved_dtype(dtype, embedding_dim, state) -> np.dtype:
+    """The record of an interleaved table: a row's weight, then its optimizer state, side by side.
+
+    Parameters
+    ----------
+    dtype : float32 or float64
+    embedding_dim : int
+    state : dict
+        state field name -> the shape of one row's part (``(embedding_dim,)``, or ``()`` for one
+        number a row), in order.
+
+    Returns
+    -------
+    numpy.dtype
+        Structured: ``("weight", dtype, (embedding_dim,))`` then each state field. A file of these
+        records holds a row's weight and state on the same page, so a row missing from memory costs
+        one page read instead of one per array.
+    """
+    dtype = np.dtype(dtype)
+    return np.dtype([("weight", dtype, (int(embedding_dim),))]
+                    + [(name, dtype, tuple(shape)) for name, shape in state.items()])
 
 
 def open_array(path, shape, dtype, init=None, writable=True, access="random") -> np.memmap:
@@ -226,8 +283,12 @@ def _create(path, shape, dtype, init):
 
 
 def flush(array) -> None:
-    """Write a memmap's dirty pages to its file (``msync``); a no-op for an array in RAM."""
-    if isinstance(array, np.memmap):
+    """Write the dirty pages of the file ``array`` maps (or is a view of a mapping of) to it
+    (``msync``); a no-op for an array in RAM."""
+    whole = mapping(array)
+    if whole is not None:
+        whole.flush()
+    elif isinstance(array, np.memmap):
         array.flush()
 
 
@@ -239,7 +300,8 @@ _ADVICE = {None: None, "random": getattr(mmap, "MADV_RANDOM", None),
 def advise(array, access) -> None:
     """``madvise`` the whole mapping of ``array`` (a memmap mapping a file as a whole) with ``access``
     ("random", "normal", "sequential"); nothing for other arrays, None, or where the OS lacks it."""
-    m = array.base if mapped_file(array) else None
+    whole = mapping(array)
+    m = None if whole is None else whole.base
     advice = _ADVICE[access]
     if isinstance(m, mmap.mmap) and hasattr(m, "madvise") and advice is not None:
         m.madvise(advice)
@@ -254,15 +316,18 @@ def will_need(array, rows) -> int:
     For pages already resident it costs a few microseconds per run for nothing, so it is a call
     the caller makes (``opt.prefetch(layer, ids)``), not something every step does.
     """
-    m = array.base if mapped_file(array) else None
+    whole = mapping(array)
+    m = None if whole is None else whole.base
     if not isinstance(m, mmap.mmap) or not hasattr(mmap, "MADV_WILLNEED"):
         return 0
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     if rows.size == 0:
         return 0
     page = mmap.PAGESIZE
-    start = array.offset + rows * array.strides[0]
-    pages = np.unique(np.concatenate([start // page, (start + array.strides[0] - 1) // page]))
+    # A row's bytes: from its first element to the end of its last (a view's rows may be strided).
+    extent = array.itemsize + sum((n - 1) * abs(st) for n, st in zip(array.shape[1:], array.strides[1:]))
+    start = _position(array, whole) + rows * array.strides[0]
+    pages = np.unique(np.concatenate([start // page, (start + extent - 1) // page]))
     cut = np.flatnonzero(np.diff(pages) != 1) + 1
     first = pages[np.r_[0, cut]].tolist()
     last = pages[np.r_[cut - 1, pages.size - 1]].tolist()

@@ -19,6 +19,8 @@ from . import kernels as K
 from .kernels import bag as B
 
 _EMPTY_I64 = np.empty(0, dtype=np.int64)
+#: Rows drawn at a time into an interleaved table's strided weight (a 64-wide float32 block: 16 MiB).
+_DRAW_ROWS = 1 << 16
 
 
 class GradientSegments(NamedTuple):
@@ -557,7 +559,8 @@ class _Table(Module):
     """What Embedding and EmbeddingBag share: the table, its options, gradient bookkeeping."""
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
-                 scale_grad_by_freq, sparse, _weight, freeze, device, dtype, seed, storage=None):
+                 scale_grad_by_freq, sparse, _weight, freeze, device, dtype, seed, storage=None,
+                 interleave=None):
         _check_device(device)
         if int(num_embeddings) < 1 or int(embedding_dim) < 1:
             raise ValueError(
@@ -573,7 +576,26 @@ class _Table(Module):
         # Gradients here are always row-sparse; ``sparse`` is kept for torch's repr and code.
         self.sparse = bool(sparse)
         self._rng = np.random.default_rng(seed)
-        if storage is not None:
+        self._records = None
+        if interleave is not None:
+            if storage is None:
+                raise ValueError("interleave= puts the optimizer state in the table's file: it needs "
+                                 "storage=")
+            state = getattr(interleave, "state_fields", None)
+            if not isinstance(interleave, type) or state is None:
+                raise TypeError(f"interleave must be a sparsemb optimizer class (sm.optim.Adagrad, "
+                                f"...), got {interleave!r}")
+            state = {f"{interleave.__name__}.{k}": v for k, v in state(self.embedding_dim).items()}
+            if not state:
+                raise ValueError(f"{interleave.__name__} keeps no state per row: nothing to "
+                                 "interleave (use storage= alone)")
+            record = _storage.interleaved_dtype(_check_dtype(dtype), self.embedding_dim, state)
+            # Drawn as the in-RAM table (bit for bit); the state fields start at 0 and the
+            # optimizer sets them when it starts (see Optimizer, "State in files").
+            self._records = _storage.open_array(storage, (self.num_embeddings,), record,
+                                                init=lambda a: self._draw(a["weight"]))
+            self.weight = self._records["weight"]
+        elif storage is not None:
             if _weight is not None:
                 raise ValueError("pass either _weight or storage, not both")
             # Created as the in-RAM table would be (same draws, bit for bit), or reopened as stored.
@@ -597,9 +619,24 @@ class _Table(Module):
         self._draw(self.weight)
 
     def _draw(self, weight):
-        self._rng.standard_normal(out=weight, dtype=weight.dtype)
+        if weight.flags.c_contiguous:
+            self._rng.standard_normal(out=weight, dtype=weight.dtype)
+        else:  # an interleaved table's weight: drawn in blocks of rows, the same numbers in order
+            block = np.empty((min(weight.shape[0], _DRAW_ROWS), weight.shape[1]), weight.dtype)
+            for start in range(0, weight.shape[0], block.shape[0]):
+                part = block[:weight.shape[0] - start]
+                self._rng.standard_normal(out=part, dtype=weight.dtype)
+                weight[start:start + part.shape[0]] = part
         if self.padding_idx is not None:
             weight[self.padding_idx] = 0
+
+    @property
+    def records(self):
+        """The record array of an interleaved table (``interleave=``): a structured ``np.memmap`` of
+        ``num_embeddings`` records whose field ``"weight"`` is :attr:`weight` and whose other fields
+        (``"<Optimizer>.<state>"``) hold the optimizer's state; None for other tables."""
+        r = self._records
+        return r if r is not None and self.weight.base is r else None
 
     def prefetch(self, ids):
         """Start reading the pages of the rows ``ids`` of a mapped table, in parallel
@@ -612,7 +649,7 @@ class _Table(Module):
 
         A mapped file is written in place and is not a consistent snapshot after a crash: use
         :func:`sparsemb.checkpoint` for that."""
-        _storage.flush(self.weight)
+        _storage.flush(self.weight)  # an interleaved table's whole file
 
     def _own_parameters(self):
         return (("weight", self._param),)
@@ -771,6 +808,12 @@ class Embedding(_Table):
         with the same ``seed`` (bit for bit); an existing one is reopened as stored (not redrawn,
         padding row not zeroed) after checking its shape and dtype. Optimizers then keep their
         state in files next to it. See :func:`sparsemb._storage.open_array` for the rules and errors.
+    interleave : optimizer class, optional, keyword only
+        With ``storage``: the file holds, beside each row of the table, that row's state for this
+        optimizer (``sm.optim.Adagrad``, ``RowwiseAdagrad`` or ``SparseAdam``), one record a row,
+        so a row that is not in memory costs one page read, not one per array. ``weight`` is then
+        the ``"weight"`` field of :attr:`records` (a strided view); the optimizer of that class
+        finds its state there. For tables larger than memory (see README).
 
     The positional order is torch's: ``Embedding(num_embeddings, embedding_dim, padding_idx,
     max_norm, norm_type, scale_grad_by_freq, sparse, _weight, _freeze, device, dtype)``.
@@ -785,9 +828,10 @@ class Embedding(_Table):
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None,
                  norm_type=2.0, scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False,
-                 device=None, dtype=None, *, seed=None, storage=None):
+                 device=None, dtype=None, *, seed=None, storage=None, interleave=None):
         super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
-                         scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed, storage)
+                         scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed, storage,
+                         interleave)
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None,
@@ -849,7 +893,7 @@ class EmbeddingBag(_Table):
 
     Parameters
     ----------
-    num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, dtype, seed, storage
+    num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, dtype, seed, storage, interleave
         As :class:`Embedding`. Padding ids are left out of sums, maxes and the mean's count.
     mode : {"sum", "mean", "max"}
     sparse, _weight, device
@@ -860,19 +904,20 @@ class EmbeddingBag(_Table):
 
     The positional order is torch's: ``EmbeddingBag(num_embeddings, embedding_dim, max_norm,
     norm_type, scale_grad_by_freq, mode, sparse, _weight, include_last_offset, padding_idx, device,
-    dtype)``; ``seed`` and ``storage`` are keyword only.
+    dtype)``; ``seed``, ``storage`` and ``interleave`` are keyword only.
     """
 
     def __init__(self, num_embeddings, embedding_dim, max_norm=None, norm_type=2.0,
                  scale_grad_by_freq=False, mode="mean", sparse=False, _weight=None,
                  include_last_offset=False, padding_idx=None, device=None, dtype=None, *,
-                 seed=None, _freeze=False, storage=None):
+                 seed=None, _freeze=False, storage=None, interleave=None):
         if mode not in _MODES:
             raise ValueError(f"mode must be 'sum', 'mean' or 'max', got {mode!r}")
         if scale_grad_by_freq and mode == "max":
             raise ValueError("scale_grad_by_freq is not supported with mode='max'")
         super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
-                         scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed, storage)
+                         scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed, storage,
+                         interleave)
         self.mode = mode
         self.include_last_offset = bool(include_last_offset)
 

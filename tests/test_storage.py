@@ -312,7 +312,7 @@ def test_read_only_file_is_refused_for_training(tmp_path, monkeypatch):
 @pytest.mark.parametrize("cls", [sm.Embedding, sm.EmbeddingBag])
 def test_full_disk_is_refused_before_creating(tmp_path, monkeypatch, cls):
     monkeypatch.setattr(_storage, "_free_bytes", lambda directory: 100)
-    with pytest.raises(NotEnoughSpaceError, match=r"needs 928 bytes, .* has 100 bytes free") as e:
+    with pytest.raises(NotEnoughSpaceError, match=r"needs 4\.8 KiB \(4,896 bytes\), .* has 100 bytes free") as e:
         cls(N, DIM, storage=tmp_path / "w.npy")
     assert e.value.errno == errno.ENOSPC and isinstance(e.value, OSError)
     assert _listing(tmp_path) == []
@@ -377,3 +377,144 @@ def test_prefetch_is_only_a_hint(tmp_path):
         opt_a.prefetch(b, [0])
     with pytest.raises(IndexError):
         opt_a.prefetch(a, [N])
+
+
+# -- interleaved tables: a row's weight and its optimizer state in one record of one file ---------
+
+INTERLEAVED = ["Adagrad", "RowwiseAdagrad", "SparseAdam"]
+
+
+@pytest.mark.parametrize("name", INTERLEAVED)
+@pytest.mark.parametrize("kind", ["Embedding", "EmbeddingBag"])
+@pytest.mark.parametrize("fused", [True, False], ids=["backward_step", "loop"])
+def test_interleaved_training_equals_in_ram(tmp_path, name, kind, fused):
+    batches = _batches(25)
+    ram = _layer(kind)
+    ram_opt = OPTS[name]([ram])
+    path = tmp_path / "emb.npy"
+    inter = _layer(kind, storage=path, interleave=getattr(sm.optim, name))
+    assert inter.weight.tobytes() == ram.weight.tobytes() and not inter.weight[3].any()
+    inter_opt = OPTS[name]([inter])
+    _train(ram, ram_opt, batches, fused)
+    _train(inter, inter_opt, batches, fused)
+    _assert_same(ram, ram_opt, inter, inter_opt)
+    # One file of records (weight, then the state), and the step count beside it.
+    assert set(_listing(tmp_path)) == {"emb.npy", f"emb.{name}.step.npy"}
+    assert inter.records.dtype.names == ("weight",) + tuple(f"{name}.{k}" for k in STATE_KEYS[name])
+    for k in STATE_KEYS[name]:
+        assert np.shares_memory(inter_opt.state[inter._param][k], inter.records)
+    inter_opt.flush()
+    stored = np.load(path)
+    assert stored["weight"].tobytes() == ram.weight.tobytes()
+    for k in STATE_KEYS[name]:
+        assert stored[f"{name}.{k}"].tobytes() == ram_opt.state[ram._param][k].tobytes()
+    assert np.load(tmp_path / f"emb.{name}.step.npy")[0] == 25
+
+
+def test_interleaved_state_starts_at_its_initial_value_and_resumes(tmp_path):
+    batches = _batches(20)
+    path = tmp_path / "emb.npy"
+
+    def opt(layer):
+        return sm.optim.Adagrad([layer], lr=0.1, initial_accumulator_value=0.25)
+    ram = _layer("Embedding")
+    ram_opt = opt(ram)
+    _train(ram, ram_opt, batches, True)
+    first = _layer("Embedding", storage=path, interleave=sm.optim.Adagrad)
+    first_opt = opt(first)
+    assert (first_opt.state[first._param]["sum"] == 0.25).all()
+    _train(first, first_opt, batches[:8], True)
+    first_opt.flush()
+    del first, first_opt
+    # Reopened (not drawn again, state as stored): the run goes on bit for bit.
+    resumed = _layer("Embedding", storage=path, interleave=sm.optim.Adagrad)
+    resumed_opt = opt(resumed)
+    assert resumed_opt.state[resumed._param]["step"] == 8
+    _train(resumed, resumed_opt, batches[8:], True)
+    _assert_same(ram, ram_opt, resumed, resumed_opt)
+    # Without its step file the state starts afresh (set to its initial value again).
+    os.unlink(tmp_path / "emb.Adagrad.step.npy")
+    fresh_opt = opt(resumed)
+    assert fresh_opt.state[resumed._param]["step"] == 0
+    assert (fresh_opt.state[resumed._param]["sum"] == 0.25).all()
+
+
+def test_interleaved_checkpoint_restores_into_ram_and_back(tmp_path):
+    batches = _batches(16)
+    inter = _layer("Embedding", storage=tmp_path / "emb.npy", interleave=sm.optim.SparseAdam)
+    inter_opt = OPTS["SparseAdam"]([inter])
+    _train(inter, inter_opt, batches[:8], True)
+    checkpoint(tmp_path / "ck", model=inter, opt=inter_opt)
+    ram = _layer("Embedding")
+    ram_opt = OPTS["SparseAdam"]([ram])
+    restore(tmp_path / "ck", model=ram, opt=ram_opt)
+    _assert_same(ram, ram_opt, inter, inter_opt)
+    _train(ram, ram_opt, batches[8:], True)
+    checkpoint(tmp_path / "ck2", model=ram, opt=ram_opt)
+    restore(tmp_path / "ck2", model=inter, opt=inter_opt)  # into the records, in place
+    _assert_same(ram, ram_opt, inter, inter_opt)
+    assert inter.records is not None and np.shares_memory(inter.weight, inter.records)
+
+
+def test_interleaved_prefetch_touches_each_record_once(tmp_path):
+    batches = _batches(6)
+    a = _layer("Embedding")
+    b = _layer("Embedding", storage=tmp_path / "b.npy", interleave=sm.optim.Adagrad)
+    opt_a, opt_b = OPTS["Adagrad"]([a]), OPTS["Adagrad"]([b])
+    for ids, g in batches:
+        opt_b.prefetch(b, ids)
+        b.prefetch(ids)
+        b(ids)
+        opt_b.backward_step(b, g)
+    _train(a, opt_a, batches, True)
+    _assert_same(a, opt_a, b, opt_b)
+    # 40 records of 40 bytes from the page-aligned start of the data: all on the file's second page.
+    assert _storage.will_need(b.records, np.arange(N)) == 1
+    assert _storage.will_need(b.weight, np.array([0, N - 1])) == 1
+    assert _storage.will_need(opt_b.state[b._param]["sum"], np.array([5])) == 1
+
+
+def test_interleaved_errors_change_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "emb.npy"
+    with pytest.raises(ValueError, match="needs storage="):
+        _layer("Embedding", interleave=sm.optim.Adagrad)
+    with pytest.raises(TypeError, match="optimizer class"):
+        _layer("Embedding", storage=path, interleave="Adagrad")
+    with pytest.raises(ValueError, match="SGD keeps no state per row"):
+        _layer("Embedding", storage=path, interleave=sm.optim.SGD)
+    assert _listing(tmp_path) == []
+    monkeypatch.setattr(_storage, "_free_bytes", lambda directory: 100)
+    with pytest.raises(NotEnoughSpaceError):
+        _layer("Embedding", storage=path, interleave=sm.optim.Adagrad)
+    monkeypatch.undo()
+    assert _listing(tmp_path) == []
+    # A plain table's file is not an interleaved one, nor the other way round.
+    _layer("Embedding", storage=tmp_path / "plain.npy")
+    with pytest.raises(StorageMismatchError, match="expected shape"):
+        _layer("Embedding", storage=tmp_path / "plain.npy", interleave=sm.optim.Adagrad)
+    inter = _layer("Embedding", storage=path, interleave=sm.optim.Adagrad)
+    before = path.read_bytes()
+    with pytest.raises(StorageMismatchError, match="Adagrad.sum"):
+        _layer("Embedding", storage=path)
+    with pytest.raises(StorageMismatchError, match="Adagrad.sum"):
+        _layer("Embedding", storage=path, interleave=sm.optim.RowwiseAdagrad)
+    # The optimizer must be the one the records were made for; no step file is left behind.
+    with pytest.raises(StorageMismatchError, match="not SparseAdam's"):
+        OPTS["SparseAdam"]([inter])
+    with pytest.raises(StorageMismatchError, match="not RowwiseAdagrad's"):
+        OPTS["RowwiseAdagrad"]([inter])
+    assert _listing(tmp_path) == ["emb.npy", "plain.npy"] and path.read_bytes() == before
+
+
+def test_new_files_are_page_aligned_and_old_ones_reopen(tmp_path):
+    ram = _layer("Embedding")
+    new = _layer("Embedding", storage=tmp_path / "new.npy")
+    assert new.weight.offset == _storage.DATA_OFFSET
+    assert np.load(tmp_path / "new.npy").tobytes() == ram.weight.tobytes()  # a valid .npy
+    np.save(tmp_path / "old.npy", ram.weight)  # numpy's own 128-byte header
+    old = _layer("Embedding", storage=tmp_path / "old.npy")
+    assert old.weight.offset == 128 and old.weight.tobytes() == ram.weight.tobytes()
+    opt, ram_opt = OPTS["Adagrad"]([old]), OPTS["Adagrad"]([ram])
+    _train(old, opt, _batches(5), True)
+    _train(ram, ram_opt, _batches(5), True)
+    _assert_same(ram, ram_opt, old, opt)

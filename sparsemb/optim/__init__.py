@@ -304,9 +304,20 @@ class Optimizer:
             raise ValueError(f"{where}{cls.__name__} needs the hyper-parameter(s) {missing}")
         return {k: rule(where + k, group[k]) for k, rule in rules.items()}
 
+    @classmethod
+    def state_fields(cls, embedding_dim) -> dict:
+        """State array name -> the shape of one row's part of it (``(embedding_dim,)``, or ``()`` for
+        one number a row): what ``Embedding(..., storage=, interleave=cls)`` keeps beside each row."""
+        return {}
+
+    #: State array name -> the least value it may hold (checked by :meth:`load_state_dict`).
+    _lower: dict = {}
+
     def _array_specs(self, layer) -> dict:
         """State array name -> (shape, least allowed value or None); dtype is the table's."""
-        return {}
+        n = layer.weight.shape[0]
+        return {k: ((n,) + tuple(shape), self._lower.get(k))
+                for k, shape in self.state_fields(layer.weight.shape[1]).items()}
 
     def _fill(self, key, hyper):
         """The value state array ``key`` starts at."""
@@ -319,8 +330,15 @@ class Optimizer:
 
     def _state_files(self, p, index):
         """State name (and ``"step"``) -> (path, shape) of ``p``'s state files, or None for state in
-        RAM (see "State in files" in the class docstring)."""
-        table = _storage.mapped_file(p.data)
+        RAM (see "State in files" in the class docstring). An interleaved table's state is in its
+        own file: only ``"step"`` has a file of its own."""
+        records = getattr(p.module, "records", None)
+        table = _storage.mapped_file(p.data if records is None else records)
+        if records is not None:
+            directory = self._state_storage or os.path.dirname(table)
+            stem = os.path.basename(table)
+            stem = stem[:-4] if stem.endswith(".npy") else stem
+            return {"step": (os.path.join(directory, f"{stem}.{type(self).__name__}.step.npy"), (1,))}
         if self._state_storage is None and table is None:
             return None
         directory = self._state_storage or os.path.dirname(table)
@@ -335,6 +353,8 @@ class Optimizer:
     def _open_state(self, p, files, hyper, created) -> dict:
         """``p``'s state mapped from ``files``: all created (their paths appended to ``created``)
         or all reopened."""
+        if getattr(p.module, "records", None) is not None:
+            return self._open_interleaved(p, files["step"][0], hyper, created)
         present = [path for path, _ in files.values() if os.path.exists(path)]
         if present and len(present) < len(files):
             missing = [path for path, _ in files.values() if not os.path.exists(path)]
@@ -352,6 +372,36 @@ class Optimizer:
         state["_step_file"] = step_file
         return state
 
+    def _open_interleaved(self, p, step_path, hyper, created) -> dict:
+        """``p``'s state as the fields of its interleaved table's records, and its step file. With
+        no step file the state starts afresh: its fields are set to their initial values (a pass
+        over the file) and written out before the step file is created, so a run stopped in
+        between starts afresh again."""
+        records = p.module.records
+        mine = {f"{type(self).__name__}.{k}": shape
+                for k, shape in self.state_fields(p.module.embedding_dim).items()}
+        theirs = {k: records.dtype.fields[k][0].shape for k in records.dtype.names[1:]}
+        if mine != theirs:
+            raise _storage.StorageMismatchError(
+                f"{_storage.mapped_file(records)} interleaves the state {theirs} with its rows, "
+                f"not {type(self).__name__}'s {mine}: use the optimizer it was made for "
+                "(Embedding(..., interleave=))")
+        state = {k.split(".", 1)[1]: records[k] for k in mine}
+        if not os.path.exists(step_path):
+            rows = records.shape[0]
+            block = max(1, (16 << 20) // records.dtype.itemsize)
+            for k, a in state.items():
+                value = self._fill(k, hyper)
+                for start in range(0, rows, block):
+                    a[start:start + block] = value
+            _storage.flush(records)
+            step_file = _storage.open_array(step_path, (1,), np.int64)
+            created.append(step_path)
+        else:
+            step_file = _storage.open_array(step_path, (1,), np.int64)
+        return ({"step": _check_step(f"{step_path}: step", int(step_file[0]))} | state
+                | {"_step_file": step_file})
+
     def prefetch(self, layer, ids):
         """Start reading, in parallel, the pages that a step on ``ids`` will touch: ``layer``'s rows
         and their state rows, where they are mapped from files (``MADV_WILLNEED``; nothing for
@@ -367,7 +417,10 @@ class Optimizer:
         if p not in self.state:
             raise ValueError(f"{layer!r} is not a parameter of this optimizer")
         ids = as_ids(ids, layer.num_embeddings)
-        for a in [p.data] + [v for v in self.state[p].values() if isinstance(v, np.ndarray)]:
+        records = getattr(layer, "records", None)
+        arrays = ([records] if records is not None  # a row's weight and state: one record
+                  else [p.data] + [v for v in self.state[p].values() if isinstance(v, np.ndarray)])
+        for a in arrays:
             _storage.will_need(a, ids)
 
     def flush(self):
@@ -630,8 +683,11 @@ class Adagrad(Optimizer):
                                   "foreach": foreach, "maximize": maximize,
                                   "differentiable": differentiable, "fused": fused}, state_storage)
 
-    def _array_specs(self, layer):
-        return {"sum": (layer.weight.shape, 0)}
+    @classmethod
+    def state_fields(cls, embedding_dim):
+        return {"sum": (int(embedding_dim),)}
+
+    _lower = {"sum": 0}
 
     def _fill(self, key, hyper):
         return hyper["initial_accumulator_value"]
@@ -659,8 +715,11 @@ class RowwiseAdagrad(Optimizer):
     def __init__(self, params, lr=0.01, eps=1e-8, *, maximize=False, state_storage=None):
         super().__init__(params, {"lr": lr, "eps": eps, "maximize": maximize}, state_storage)
 
-    def _array_specs(self, layer):
-        return {"sum": (layer.weight.shape[:1], 0)}
+    @classmethod
+    def state_fields(cls, embedding_dim):
+        return {"sum": ()}
+
+    _lower = {"sum": 0}
 
     def _update(self, weight, state, hyper, dt, *seg):
         K.rowwise_adagrad_step(weight, state["sum"], *seg, dt(_sign(hyper) * hyper["lr"]),
@@ -688,8 +747,11 @@ class SparseAdam(Optimizer):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize},
                          state_storage)
 
-    def _array_specs(self, layer):
-        return {"exp_avg": (layer.weight.shape, None), "exp_avg_sq": (layer.weight.shape, 0)}
+    @classmethod
+    def state_fields(cls, embedding_dim):
+        return {"exp_avg": (int(embedding_dim),), "exp_avg_sq": (int(embedding_dim),)}
+
+    _lower = {"exp_avg_sq": 0}
 
     def _update(self, weight, state, hyper, dt, *seg):
         b1, b2 = hyper["betas"]
