@@ -285,7 +285,7 @@ def cache_is_cold(*kernels) -> bool:
     ----------
     *kernels : numba dispatchers
         Kernels the caller is about to run, e.g.
-        ``sparsemb.kernels.word2vec.train_kernel(sg, shared, adagrad)``.
+        ``sparsemb.kernels.word2vec.train_kernel(sg, shared, negative)``.
     """
     for k in kernels:
         if not isinstance(k, Dispatcher) or k.overloads:

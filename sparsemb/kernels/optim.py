@@ -25,10 +25,11 @@ def _ratio(num, den):
     A denominator ``√S + eps`` is 0 only when ``eps`` is 0 (or underflows in the table's dtype) and
     the accumulator is 0, so the numerator, whose square is in it, is 0 as well: an update of
     ``num`` there is the 0 it should be, not 0/0 = NaN, and leaves every other result's bits as they
-    were. A select, not a branch: the loop still vectorises. (SparseAdam needs none: its eps is > 0
-    and its wrapper keeps it from underflowing.)
+    were. Arithmetic, not a branch: the loop still vectorises, and no phi node is made (inlined
+    through the word2vec kernels' typed choices, a conditional expression here trips Numba's SSA
+    check). (SparseAdam needs none: its eps is > 0 and its wrapper keeps it from underflowing.)
     """
-    return num / den if den > 0 else num
+    return num / (den + (den <= 0))
 
 
 @jit(inline="always")

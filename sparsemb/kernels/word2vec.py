@@ -15,9 +15,12 @@ function of the inputs, so a seed reproduces a run bit for bit.
 """
 from __future__ import annotations
 
+import inspect
 from typing import NamedTuple
 
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from .._config import jit
 from .._limits import MAX_SENTENCE_LENGTH
@@ -270,6 +273,28 @@ class _Scratch(NamedTuple):
     unit: np.ndarray
 
 
+def _typed_choice(when_none, otherwise):
+    """Make the decorated function a choice between two implementations by the *type* of its first
+    argument: ``when_none`` for None, ``otherwise`` for an array.
+
+    A run passes None for each table it does not have (no noise words, no tree, no Adagrad state), so
+    a compiled kernel holds only the code its kind of run executes and a first run compiles only
+    that (a kernel holding every variant took four times as long to compile). In compiled code the
+    choice is made while typing and the chosen function is inlined; under ``NUMBA_DISABLE_JIT`` the
+    decorated function itself runs and chooses by value. The two implementations are plain
+    functions, compiled where they are used, with their caller's flags.
+    """
+    def decorate(stub):
+        def choose(*arg_types):
+            return when_none if isinstance(arg_types[0], types.NoneType) else otherwise
+
+        choose.__signature__ = inspect.signature(stub)  # Numba checks it against the implementations'
+        overload(stub, inline="always")(choose)
+        return stub
+
+    return decorate
+
+
 @jit(inline="always", fastmath=True)
 def _dot(a, ra, b, rb):
     """``a[ra] . b[rb]`` in float32."""
@@ -296,11 +321,11 @@ def _pair(f, label, sigmoid, logsig):
     return (np.float32(1.0) - label) * f - logsig[idx], label - sigmoid[idx]
 
 
-@jit(inline="always")
-def _draw_targets(center, targets, negative, smp, syn1neg, state):
-    """``targets[0] = center``, then ``negative`` noise words, leaving out any equal to ``center`` (as
-    gensim does), each output row asked for as it is drawn. Returns how many targets there are, and
-    the generator state."""
+def _no_targets(syn1neg, center, targets, negative, smp, state):
+    return 0, state
+
+
+def _noise_targets(syn1neg, center, targets, negative, smp, state):
     targets[0] = center
     nt = 1
     for k in range(negative):
@@ -312,41 +337,84 @@ def _draw_targets(center, targets, negative, smp, syn1neg, state):
     return nt, state
 
 
-@jit(inline="always", fastmath=True)
-def _negative_layer(h, hrow, targets, nt, t, alpha, cfg, smp, work):
-    """Score hidden vector ``h[hrow]`` against ``targets[0]`` (label 1) and ``targets[1:nt]`` (label 0).
+@_typed_choice(_no_targets, _noise_targets)
+def _draw_targets(syn1neg, center, targets, negative, smp, state):
+    """``targets[0] = center``, then ``negative`` noise words, leaving out any equal to ``center`` (as
+    gensim does), each output row asked for as it is drawn. Returns how many targets there are (0
+    without negative sampling: ``syn1neg`` None), and the generator state."""
+    return (_no_targets if syn1neg is None else _noise_targets)(syn1neg, center, targets, negative, smp, state)
 
-    Updates each output row in place (SGD, or lazy Adagrad on that row) and adds to ``work[STEP]`` the
-    step for the input side: ``+alpha * sum(err * syn1neg[t])`` for SGD, the raw gradient for Adagrad
-    (``work[TMP]`` is scratch). Returns the loss of this example.
-    """
-    syn1 = t.syn1neg
+
+def _sgd_step(acc, table, row, step, srow, scale, alpha, eps, scratch):
+    for d in range(table.shape[1]):
+        table[row, d] += step[srow, d] * scale
+
+
+def _adagrad_step(acc, table, row, step, srow, scale, alpha, eps, scratch):
+    for d in range(table.shape[1]):
+        scratch[d] = step[srow, d] * scale
+    adagrad_row_update(table, acc, row, scratch, alpha, eps)
+
+
+@_typed_choice(_sgd_step, _adagrad_step)
+def _apply_step(acc, table, row, step, srow, scale, alpha, eps, scratch):
+    """Apply ``scale * step[srow]`` to ``table[row]``: an SGD step (``alpha`` already in it) added, or,
+    with Adagrad state ``acc``, a raw gradient given to :func:`adagrad_row_update` (``scratch`` is a
+    dim-long buffer)."""
+    (_sgd_step if acc is None else _adagrad_step)(acc, table, row, step, srow, scale, alpha, eps, scratch)
+
+
+def _sgd_output(acc1, syn1, target, h, hrow, err, alpha, eps, work):
+    g = err * alpha
+    for d in range(syn1.shape[1]):
+        work[STEP, d] += g * syn1[target, d]
+        syn1[target, d] += g * h[hrow, d]
+
+
+def _adagrad_output(acc1, syn1, target, h, hrow, err, alpha, eps, work):
+    for d in range(syn1.shape[1]):
+        work[STEP, d] -= err * syn1[target, d]
+        work[TMP, d] = -err * h[hrow, d]
+    adagrad_row_update(syn1, acc1, target, work[TMP], alpha, eps)
+
+
+@_typed_choice(_sgd_output, _adagrad_output)
+def _update_output(acc1, syn1, target, h, hrow, err, alpha, eps, work):
+    """Update output row ``syn1[target]`` for error ``err`` of ``h[hrow]`` (SGD, or lazy Adagrad on that
+    row with state ``acc1``) and add to ``work[STEP]`` the step for the input side: ``+alpha * err *
+    syn1[target]`` for SGD, the raw gradient for Adagrad (``work[TMP]`` is scratch)."""
+    (_sgd_output if acc1 is None else _adagrad_output)(acc1, syn1, target, h, hrow, err, alpha, eps, work)
+
+
+def _no_layer(syn1neg, acc1, h, hrow, targets, nt, alpha, eps, smp, work):
+    return 0.0
+
+
+def _noise_layer(syn1neg, acc1, h, hrow, targets, nt, alpha, eps, smp, work):
     loss = 0.0
     for k in range(nt):
         target = targets[k]
-        l, err = _pair(_dot(h, hrow, syn1, target), np.float32(k == 0), smp.sigmoid, smp.logsig)
+        l, err = _pair(_dot(h, hrow, syn1neg, target), np.float32(k == 0), smp.sigmoid, smp.logsig)
         loss += l
-        if err == 0.0:
-            continue
-        if cfg.adagrad:
-            for d in range(syn1.shape[1]):
-                work[STEP, d] -= err * syn1[target, d]
-                work[TMP, d] = -err * h[hrow, d]
-            adagrad_row_update(syn1, t.acc1, target, work[TMP], alpha, cfg.eps)
-        else:
-            g = err * alpha
-            for d in range(syn1.shape[1]):
-                work[STEP, d] += g * syn1[target, d]
-                syn1[target, d] += g * h[hrow, d]
+        if err != 0.0:
+            _update_output(acc1, syn1neg, target, h, hrow, err, alpha, eps, work)
     return loss
 
 
-@jit(inline="always", fastmath=True)
-def _softmax_layer(h, hrow, word, t, alpha, smp, work):
-    """Hierarchical softmax: along ``word``'s path in the tree, each inner node's output vector scores
-    ``h[hrow]`` against label ``1 - code`` (gensim's ``fast_sentence_*_hs``); SGD updates of those rows,
-    the input side's step added to ``work[STEP]``. Returns the loss."""
-    syn1 = t.syn1
+@_typed_choice(_no_layer, _noise_layer)
+def _negative_layer(syn1neg, acc1, h, hrow, targets, nt, alpha, eps, smp, work):
+    """Score hidden vector ``h[hrow]`` against ``targets[0]`` (label 1) and ``targets[1:nt]`` (label 0),
+    updating each output row in place (:func:`_update_output`). Returns the loss of this example (0
+    without negative sampling: ``syn1neg`` None)."""
+    return (_no_layer if syn1neg is None else _noise_layer)(syn1neg, acc1, h, hrow, targets, nt, alpha, eps, smp,
+                                                             work)
+
+
+def _no_tree(syn1, h, hrow, word, alpha, smp, work):
+    return 0.0
+
+
+def _tree_layer(syn1, h, hrow, word, alpha, smp, work):
     loss = 0.0
     for b in range(smp.offsets[word], smp.offsets[word + 1]):
         node = smp.points[b]
@@ -361,31 +429,37 @@ def _softmax_layer(h, hrow, word, t, alpha, smp, work):
     return loss
 
 
+@_typed_choice(_no_tree, _tree_layer)
+def _softmax_layer(syn1, h, hrow, word, alpha, smp, work):
+    """Hierarchical softmax: along ``word``'s path in the tree, each inner node's output vector scores
+    ``h[hrow]`` against label ``1 - code`` (gensim's ``fast_sentence_*_hs``); SGD updates of those rows,
+    the input side's step added to ``work[STEP]``. Returns the loss (0 without a tree: ``syn1`` None)."""
+    return (_no_tree if syn1 is None else _tree_layer)(syn1, h, hrow, word, alpha, smp, work)
+
+
 @jit(inline="always", fastmath=True)
 def _output_layers(h, hrow, word, targets, nt, t, alpha, cfg, smp, work):
     """Both output layers the run has, for predicting ``word`` from ``h[hrow]``: their loss, and in
     ``work[STEP]`` the sum of their steps for the input side."""
     for d in range(work.shape[1]):
         work[STEP, d] = 0.0
-    loss = 0.0
-    if cfg.hs:
-        loss += _softmax_layer(h, hrow, word, t, alpha, smp, work)
-    if cfg.negative:
-        loss += _negative_layer(h, hrow, targets, nt, t, alpha, cfg, smp, work)
+    loss = _softmax_layer(t.syn1, h, hrow, word, alpha, smp, work)
+    loss += _negative_layer(t.syn1neg, t.acc1, h, hrow, targets, nt, alpha, cfg.eps, smp, work)
     return loss
 
 
-@jit(inline="always", fastmath=True)
-def _apply_step(table, acc, row, step, srow, scale, alpha, cfg, scratch):
-    """Apply ``scale * step[srow]`` to ``table[row]``: an SGD step (``alpha`` already in it) added, or,
-    for Adagrad, a raw gradient given to :func:`adagrad_row_update` (``scratch`` is a dim-long buffer)."""
-    if cfg.adagrad:
-        for d in range(table.shape[1]):
-            scratch[d] = step[srow, d] * scale
-        adagrad_row_update(table, acc, row, scratch, alpha, cfg.eps)
-    else:
-        for d in range(table.shape[1]):
-            table[row, d] += step[srow, d] * scale
+def _no_prefetch(table, row):
+    pass
+
+
+def _prefetch(table, row):
+    prefetch_row(table, row)
+
+
+@_typed_choice(_no_prefetch, _prefetch)
+def _prefetch_output(table, row):
+    """Ask for output row ``table[row]`` (nothing without the table: None)."""
+    (_no_prefetch if table is None else _prefetch)(table, row)
 
 
 @jit(inline="always")
@@ -401,15 +475,13 @@ def _sg_center(n, i, b, t, smp, cfg, alpha, scr, state):
     sent, work, rows = scr.sent, scr.work, scr.rows
     loss = 0.0
     pairs = 0
-    nt = 0
     for j in range(max(0, i - cfg.window + b), min(n, i + cfg.window + 1 - b)):
         if j == i:
             continue
         ctx = sent[j]
-        if cfg.negative:
-            nt, state = _draw_targets(sent[i], rows[1], cfg.negative, smp, t.syn1neg, state)
+        nt, state = _draw_targets(t.syn1neg, sent[i], rows[1], cfg.negative, smp, state)
         loss += _output_layers(t.syn0, ctx, sent[i], rows[1], nt, t, alpha, cfg, smp, work)
-        _apply_step(t.syn0, t.acc0, ctx, work, STEP, _lock(t, ctx), alpha, cfg, work[TMP])
+        _apply_step(t.acc0, t.syn0, ctx, work, STEP, _lock(t, ctx), alpha, cfg.eps, work[TMP])
         pairs += 1
     return loss, pairs, state
 
@@ -441,6 +513,41 @@ def _mix(out, orow, weights, table, ids, n):
         m += 1
 
 
+def _sgd_coefficient(acc1, err, alpha):
+    return err * alpha
+
+
+def _adagrad_coefficient(acc1, err, alpha):
+    return -err
+
+
+@_typed_choice(_sgd_coefficient, _adagrad_coefficient)
+def _coefficient(acc1, err, alpha):
+    """Shared skip-gram's coefficient of a pair: the error times ``alpha`` for SGD, minus the error (a
+    gradient) with Adagrad state ``acc1``."""
+    return (_sgd_coefficient if acc1 is None else _adagrad_coefficient)(acc1, err, alpha)
+
+
+def _no_tree_step(syn1, syn0, row, center, alpha, smp, work, steps, c):
+    return 0.0
+
+
+def _tree_step(syn1, syn0, row, center, alpha, smp, work, steps, c):
+    for d in range(syn0.shape[1]):
+        work[STEP, d] = 0.0
+    loss = _softmax_layer(syn1, syn0, row, center, alpha, smp, work)
+    for d in range(syn0.shape[1]):
+        steps[c, d] += work[STEP, d]
+    return loss
+
+
+@_typed_choice(_no_tree_step, _tree_step)
+def _shared_tree_step(syn1, syn0, row, center, alpha, smp, work, steps, c):
+    """Shared skip-gram with hierarchical softmax too: input row ``syn0[row]`` along ``center``'s path,
+    its step joining context ``c``'s in ``steps``. Returns the loss (0 without a tree: ``syn1`` None)."""
+    return (_no_tree_step if syn1 is None else _tree_step)(syn1, syn0, row, center, alpha, smp, work, steps, c)
+
+
 @jit(inline="always", fastmath=True)
 def _sg_center_shared(n, i, b, t, smp, cfg, alpha, scr, state):
     """Skip-gram around position ``i`` with one set of noise words shared by all its context words.
@@ -463,27 +570,22 @@ def _sg_center_shared(n, i, b, t, smp, cfg, alpha, scr, state):
             nc += 1
     if nc == 0:
         return 0.0, 0, state
-    nt, state = _draw_targets(center, rows[1], cfg.negative, smp, syn1, state)
+    nt, state = _draw_targets(syn1, center, rows[1], cfg.negative, smp, state)
     loss = 0.0
     for c in range(nc):
         for k in range(nt):
             l, err = _pair(_dot(syn0, rows[0, c], syn1, rows[1, k]), np.float32(k == 0), smp.sigmoid, smp.logsig)
             loss += l
-            coef[c, k] = -err if cfg.adagrad else err * alpha
+            coef[c, k] = _coefficient(t.acc1, err, alpha)
     for c in range(nc):
         _mix(steps, c, coef[c], syn1, rows[1], nt)
-        if cfg.hs:
-            for d in range(syn0.shape[1]):
-                work[STEP, d] = 0.0
-            loss += _softmax_layer(syn0, rows[0, c], center, t, alpha, smp, work)
-            for d in range(syn0.shape[1]):
-                steps[c, d] += work[STEP, d]
+        loss += _shared_tree_step(t.syn1, syn0, rows[0, c], center, alpha, smp, work, steps, c)
     one = np.float32(1.0)
     for k in range(nt):
         _mix(work, STEP, coef[:, k], syn0, rows[0], nc)
-        _apply_step(syn1, t.acc1, rows[1, k], work, STEP, one, alpha, cfg, work[TMP])
+        _apply_step(t.acc1, syn1, rows[1, k], work, STEP, one, alpha, cfg.eps, work[TMP])
     for c in range(nc):
-        _apply_step(syn0, t.acc0, rows[0, c], steps, c, _lock(t, rows[0, c]), alpha, cfg, work[TMP])
+        _apply_step(t.acc0, syn0, rows[0, c], steps, c, _lock(t, rows[0, c]), alpha, cfg.eps, work[TMP])
     return loss, nc, state
 
 
@@ -503,9 +605,7 @@ def _cbow_center(n, i, b, t, smp, cfg, alpha, scr, state):
     if count == 0:
         return 0.0, 0, state
     # The noise words are drawn first so that their rows can be on their way while the context is summed.
-    nt = 0
-    if cfg.negative:
-        nt, state = _draw_targets(sent[i], rows[1], cfg.negative, smp, t.syn1neg, state)
+    nt, state = _draw_targets(t.syn1neg, sent[i], rows[1], cfg.negative, smp, state)
     _mix(work, HIDDEN, scr.unit, syn0, rows[0], count)
     inv = np.float32(1.0) / np.float32(count)
     if cfg.cbow_mean:
@@ -515,36 +615,14 @@ def _cbow_center(n, i, b, t, smp, cfg, alpha, scr, state):
     # gensim's choice: with a summed context the error is shared out, with a mean it is not.
     scale = np.float32(1.0) if cfg.cbow_mean else inv
     for c in range(count):
-        _apply_step(syn0, t.acc0, rows[0, c], work, STEP, scale * _lock(t, rows[0, c]), alpha, cfg, work[TMP])
+        _apply_step(t.acc0, syn0, rows[0, c], work, STEP, scale * _lock(t, rows[0, c]), alpha, cfg.eps, work[TMP])
     return loss, 1, state
 
 
-@jit(fastmath=True)
-def train_stretch(tables, sampling, config, span, state):
-    """Train on sentences ``span.s_lo:span.s_hi`` of an encoded corpus (one thread's stretch; releases
-    the GIL).
-
-    Parameters
-    ----------
-    tables : Tables
-    sampling : Sampling
-    config : Config
-    span : Span
-    state : uint64
-        The thread's generator state (48 bits).
-
-    Returns
-    -------
-    state : uint64
-        The advanced generator state.
-    loss : float
-        Sum of the examples' losses, in float64.
-    examples : int
-        Predicted examples (skip-gram pairs, CBOW centre words).
-    words : int
-        Tokens kept by subsampling.
-    """
-    t, smp, cfg = tables, sampling, config
+@jit(inline="always", fastmath=True)
+def _stretch(t, smp, cfg, span, state, center):
+    """The body of every training kernel: subsampling, the learning rate and the windows of each
+    sentence of ``span``, ``center`` (one of the ``_*_center`` functions, inlined) at each position."""
     ids, starts = span.ids, span.starts
     dim, window = t.syn0.shape[1], cfg.window
     scr = _Scratch(np.empty(MAX_SENTENCE_LENGTH, dtype=np.int32), np.empty((3, dim), dtype=t.syn0.dtype),
@@ -573,18 +651,73 @@ def train_stretch(tables, sampling, config, span, state):
             # (an input row) and that centre word itself (an output row).
             if i + window + 2 < n:
                 prefetch_row(t.syn0, sent[i + window + 2])
-                if cfg.negative:
-                    prefetch_row(t.syn1neg, sent[i + 2])
+                _prefetch_output(t.syn1neg, sent[i + 2])
             b = 0
             if cfg.shrink:
                 state, r = _rand32(state)
                 b = r % window
-            if cfg.sg and cfg.shared and cfg.negative:
-                l, c, state = _sg_center_shared(n, i, b, t, smp, cfg, alpha, scr, state)
-            elif cfg.sg:
-                l, c, state = _sg_center(n, i, b, t, smp, cfg, alpha, scr, state)
-            else:
-                l, c, state = _cbow_center(n, i, b, t, smp, cfg, alpha, scr, state)
+            l, c, state = center(n, i, b, t, smp, cfg, alpha, scr, state)
             loss += l
             examples += c
     return state, loss, examples, words
+
+
+@jit(fastmath=True)
+def _train_sg_shared(tables, sampling, config, span, state):
+    return _stretch(tables, sampling, config, span, state, _sg_center_shared)
+
+
+@jit(fastmath=True)
+def _train_sg(tables, sampling, config, span, state):
+    return _stretch(tables, sampling, config, span, state, _sg_center)
+
+
+@jit(fastmath=True)
+def _train_cbow(tables, sampling, config, span, state):
+    return _stretch(tables, sampling, config, span, state, _cbow_center)
+
+
+def train_kernel(sg, shared, negative):
+    """The compiled kernel :func:`train_stretch` runs for a model of this kind (to ask whether it is
+    compiled yet, :func:`sparsemb._config.cache_is_cold`): one per kind of model, so that a run
+    compiles only its own."""
+    if sg and shared and negative:
+        return _train_sg_shared
+    return _train_sg if sg else _train_cbow
+
+
+def train_stretch(tables, sampling, config, span, state):
+    """Train on sentences ``span.s_lo:span.s_hi`` of an encoded corpus (one thread's stretch; the
+    compiled kernel releases the GIL).
+
+    Runs the kernel of the model's kind (:func:`train_kernel`) with None in place of each table the
+    configuration does not use (``syn1neg`` without negative sampling, ``syn1`` without hierarchical
+    softmax, ``acc0`` and ``acc1`` without Adagrad), so that the code compiled for the run holds only
+    what it executes.
+
+    Parameters
+    ----------
+    tables : Tables
+    sampling : Sampling
+    config : Config
+    span : Span
+    state : uint64
+        The thread's generator state (48 bits).
+
+    Returns
+    -------
+    state : uint64
+        The advanced generator state.
+    loss : float
+        Sum of the examples' losses, in float64.
+    examples : int
+        Predicted examples (skip-gram pairs, CBOW centre words).
+    words : int
+        Tokens kept by subsampling.
+    """
+    adagrad = config.adagrad
+    used = tables._replace(syn1neg=tables.syn1neg if config.negative else None,
+                           syn1=tables.syn1 if config.hs else None,
+                           acc0=tables.acc0 if adagrad else None,
+                           acc1=tables.acc1 if adagrad and config.negative else None)
+    return train_kernel(config.sg, config.shared, config.negative)(used, sampling, config, span, state)

@@ -492,7 +492,7 @@ class Word2Vec:
         corpus_iterable = _one_corpus(corpus_iterable, None)
         _check_corpus(corpus_iterable, corpus_file, passes=1)
         key, stream = self._source(corpus_iterable, corpus_file)
-        _notice_compiling(self.quiet, _tok.count_block, _tok.encode_block, _k.train_stretch)
+        _notice_compiling(self.quiet, _tok.count_block, _tok.encode_block, self._train_kernel())
         if key[0] == "file" and not self.max_vocab_size and trim_rule is None:
             table, total_words, corpus_count = _corpus.count_file(key[1], workers or self.workers)
             raw = RawCounts(table, table.counts)
@@ -725,7 +725,7 @@ class Word2Vec:
         if replicated and key[0] != "file":
             raise ValueError("deterministic=True and client= train from corpus_file= (a file each worker reads "
                              "its pieces of), not from an iterable")
-        _notice_compiling(quiet, _k.train_stretch)
+        _notice_compiling(quiet, self._train_kernel())
         tables = self._tables()
         if replicated:
             runner, feed = self._runner(key, tables)
@@ -927,6 +927,10 @@ class Word2Vec:
         """The learning rate at ``progress`` (a fraction, clipped to 1) of epoch ``epoch``, as float32."""
         p = (epoch + min(max(progress, 0.0), 1.0)) / self.epochs
         return np.float32(max(self.alpha - (self.alpha - self.min_alpha) * p, self.min_alpha))
+
+    def _train_kernel(self):
+        """The compiled training kernel this model's runs use (for the first-run notice)."""
+        return _k.train_kernel(self.sg, self.shared_negatives, self.negative)
 
     def _tables(self):
         """The kernel's bundles for this run: (Tables, Sampling, Config)."""
