@@ -27,6 +27,7 @@ import warnings
 import numba
 from numba.core import caching
 from numba.core.dispatcher import Dispatcher
+from numba.core.runtime.nrt import rtsys
 
 #: Flags shared by every kernel. ``nogil`` lets Python threads run kernels concurrently. Every kernel
 #: is also cached on disk (see :func:`cache_dir`), through :class:`_KernelCache`, not Numba's
@@ -202,8 +203,15 @@ class _KernelCache(caching.FunctionCache):
     _impl_class = _KernelCacheImpl
 
     def load_overload(self, sig, target_context):
+        # Numba's load_overload first refreshes the target context: it imports every lowering module of
+        # Numba (array maths, linear algebra, which imports scipy.linalg and its BLAS, typed containers,
+        # ...), 0.3-0.5 s and ~28 MiB of a run that only loads cached kernels. Machine code from the cache
+        # needs none of them: only the runtime (NRT) it calls into, which is what is set up here. A
+        # compilation (a miss) refreshes the context itself before it types anything.
         try:
-            return super().load_overload(sig, target_context)
+            rtsys.initialize(target_context)
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
         except Exception:  # noqa: BLE001 - any unreadable entry (EOFError, UnpicklingError, OSError, ...)
             return None
 

@@ -85,6 +85,27 @@ def test_second_run_loads_from_the_cache_and_the_check_sees_it(tmp_path):
     assert second["cold_before"] is False and second["hits"] == 1
 
 
+def test_a_cache_hit_loads_none_of_numbas_lowering_modules_and_compiling_after_it_works(tmp_path):
+    # Loading cached machine code skips Numba's context refresh (its lowering modules, scipy.linalg):
+    # the loaded kernels must still run (alias_table allocates through Numba's runtime), and a kernel
+    # compiled afterwards in the same process (a signature not in the cache) must still compile.
+    run({"XDG_CACHE_HOME": str(tmp_path)})
+    code = textwrap.dedent("""
+        import json, sys, numpy as np
+        from sparsemb import kernels
+        from sparsemb.kernels import word2vec
+        w = np.arange(6, dtype=np.float32).reshape(3, 2)
+        ok = kernels.lookup(w, [0, 2]).tolist() == [[0, 1], [4, 5]]
+        prob, alias = word2vec.alias_table(np.array([1.0, 3.0]))
+        ok = ok and prob.shape == (2,) and alias.shape == (2,)
+        loaded = sorted(m for m in ("numba.np.arraymath", "numba.np.linalg", "scipy.linalg") if m in sys.modules)
+        ok = ok and kernels.lookup(w.astype(np.float64), np.array([1], np.int32)).tolist() == [[2, 3]]
+        print(json.dumps({"ok": ok, "loaded": loaded}))
+    """)
+    out, _ = run({"XDG_CACHE_HOME": str(tmp_path)}, code=code)
+    assert out == {"ok": True, "loaded": []}
+
+
 def test_two_checkouts_do_not_share_entries(tmp_path):
     # Numba's layout: a sub-folder per source folder, named after a hash of its path.
     from numba.core.caching import _CacheLocator
