@@ -131,6 +131,47 @@ def test_console_script_prints_one_line_without_traceback(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+#: Modules a training run has no use for: Numba's linear algebra and array maths (and scipy.linalg, which
+#: they import), the optional extras.
+_UNNEEDED = ("scipy.linalg", "numba.np.linalg", "numba.np.arraymath", "dask", "distributed", "torch", "matplotlib")
+
+
+def test_console_script_exits_without_teardown_after_writing_and_flushing(corpus, tmp_path):
+    # run() leaves with os._exit once the command is done: the interpreter's teardown (here an atexit
+    # handler) does not run, yet the output file, stdout through a pipe (block-buffered: no
+    # PYTHONUNBUFFERED) and the exit status are complete; and the run loaded none of _UNNEEDED.
+    out = tmp_path / "v.bin"
+    script = f"""
+import atexit, sys
+atexit.register(lambda: print("teardown", flush=True))
+import sparsemb.cli as cli
+main = cli.main
+def checked(argv=None):
+    status = main(argv)
+    print("loaded:", *[m for m in {_UNNEEDED!r} if m in sys.modules])
+    return status
+cli.main = checked
+sys.argv = ["sparsemb"] + sys.argv[1:]
+cli.run()
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    args = ["--dim", "6", "--epochs", "1", "--threads", "1"]
+    result = subprocess.run([sys.executable, "-c", script, "train", corpus, "-o", str(out)] + args,
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-2].startswith("wrote ") and lines[-1] == "loaded:" and "teardown" not in result.stdout
+    kv = KeyedVectors.load_word2vec_format(str(out), binary=True)
+    assert kv.vector_size == 6 and len(kv) == int(lines[-2].split()[1])
+    missing = str(tmp_path / "missing.txt")
+    failed = subprocess.run([sys.executable, "-c", script, "train", missing, "-o", str(out)] + args,
+                            capture_output=True, text=True, env=env)
+    assert failed.returncode == 1 and "teardown" not in failed.stdout
+    assert failed.stderr.strip() == f"sparsemb train: error: corpus file not found: {missing}"
+    usage = subprocess.run([sys.executable, "-c", script, "train", corpus], capture_output=True, text=True, env=env)
+    assert usage.returncode == 2 and "-o/--output" in usage.stderr
+
+
 def test_help_and_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
