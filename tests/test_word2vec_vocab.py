@@ -198,6 +198,31 @@ def test_numba_reader_counts_and_encodes_like_the_python_reader(tricky_corpus):
     assert starts == expected.starts.tolist()
 
 
+_PREFIXES = ["", "abcdefg", "abcdefgh", "abcdefghi", "abcdefghabcdefgh", "\0", "\0\0a", "\u00e9t\u00e9\u00e9t\u00e9"]
+_SUFFIXES = ["", "a", "b", "\0", "ab", "\u00e9", "abcdefgh", "abcdefghb"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(_PREFIXES), st.sampled_from(_SUFFIXES)), min_size=1, max_size=60),
+       st.integers(1, 3))
+def test_words_that_share_their_first_eight_bytes_or_a_length_stay_distinct(tmp_path_factory, pairs, workers):
+    # The table confirms a match by length and first eight bytes (heads) before the bytes after them:
+    # words alike in one or both, NUL bytes and characters cut at byte 8 must still be told apart.
+    tokens = [p + s for p, s in pairs if p + s]
+    if not tokens:
+        return
+    path = tmp_path_factory.mktemp("heads") / "corpus.txt"
+    path.write_bytes("\n".join(" ".join(tokens[i : i + 7]) for i in range(0, len(tokens), 7)).encode("utf-8"))
+    expected = {}
+    for t in tokens:
+        expected[t] = expected.get(t, 0) + 1
+    table, n_tokens, _ = C.count_file(str(path), workers)
+    assert dict(zip(table.words(range(table.n_words)), table.counts.tolist())) == expected
+    assert table.words(range(table.n_words)) == list(expected) and n_tokens == len(tokens)
+    vocab = list(expected)[::2]
+    ids, _ = _numba_encoding(str(path), C.WordTable.from_words(vocab))
+    assert ids == [vocab.index(t) for t in tokens if t in vocab]
+
+
 # Well-formed characters of every length, and the edges of each byte range UTF-8 allows.
 _UTF8_PIECES = [s.encode() for s in ("a", "\n", "\u00e9", "\u20ac", "\U0001f600", "\ud7ff", "\U0010ffff")] + [
     bytes([b]) for b in (0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0,

@@ -1,7 +1,8 @@
 """Corpus files to word ids without Python strings: the compiled tokenizer and word table.
 
 Words are kept as UTF-8 bytes in an open-addressing hash table: ``slots`` (a power of two, -1 when
-empty) holds word ids and hash tags (:func:`_slot`); word ``w`` is ``arena[word_off[w]:word_off[w + 1]]``.
+empty) holds word ids and hash tags (:func:`_slot`); word ``w`` is ``arena[word_off[w]:word_off[w + 1]]``
+and ``heads[w]`` its first eight bytes (:func:`_head`), so that most lookups compare one integer, not bytes.
 Tokens are what ``str.split()`` gives on the decoded text (Unicode whitespace included); lines end at
 ``\n`` only, and a line of more than MAX_SENTENCE_LENGTH tokens makes several sentences, as gensim's
 LineSentence does. Callers pass valid UTF-8 (invalid bytes already replaced).
@@ -20,8 +21,10 @@ POS, N_WORDS, N_TOKENS, N_SENTENCES, LINE_TOKENS = 0, 1, 2, 3, 4
 COUNT_STATE, MERGE_STATE = 5, 2  # their lengths
 
 _LOW32 = np.int64((1 << 32) - 1)
-_FNV_OFFSET = np.uint64(14695981039346656037)
-_FNV_PRIME = np.uint64(1099511628211)
+#: Odd 64-bit multiplier of the hash (2**64 / golden ratio), and its shifts.
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_BYTE = np.uint64(8)
+_FOLD = np.uint64(29)
 _SHIFT33 = np.uint64(33)
 _HIGH32 = np.int64(0x7FFFFFFF00000000)
 
@@ -91,34 +94,78 @@ def _wide_space(data, i):
 
 
 @jit(inline="always")
-def _space(data, i):
-    """Byte length of the whitespace character (not newline) at ``data[i]``; 0 if none."""
-    k = _CLASS[data[i]]
-    if k == 0 or k == 2:
-        return 0
-    return 1 if k == 1 else _wide_space(data, i)
+def _finish(h, x, m):
+    """The hash of a word from its whole 8-byte groups folded into ``h`` and the ``m`` bytes left in ``x``."""
+    h = (h ^ x ^ np.uint64(m)) * _MIX
+    return h ^ (h >> _FOLD)  # the product's high bits into the low ones, which pick the slot
 
 
 @jit(inline="always")
 def _token_end(data, i):
-    """End of the token starting at ``data[i]`` and its FNV-1a hash."""
-    h = _FNV_OFFSET
+    """End of the token starting at ``data[i]``, its hash (:func:`_hash`) and its head (:func:`_head`).
+
+    Bytes are packed eight to a 64-bit word and each word folded in with one multiplication: a byte at a
+    time (FNV-1a) the multiplications were a chain as long as the token, and counting twice as slow.
+    """
     end = data.shape[0]
+    h = np.uint64(0)
+    x = np.uint64(0)
+    head = np.uint64(0)
+    m = 0
+    groups = 0  # a count, not a flag: with a bool here the compiled loop ran 2.5 times slower
     while i < end:
-        k = _CLASS[data[i]]
+        b = data[i]
+        k = _CLASS[b]
         if k != 0 and (k != 3 or _wide_space(data, i) > 0):
             break
-        h = (h ^ np.uint64(data[i])) * _FNV_PRIME
+        x = (x << _BYTE) | np.uint64(b)
+        m += 1
+        if m == 8:
+            if groups == 0:
+                head = x
+            groups += 1
+            h = (h ^ x) * _MIX
+            x = np.uint64(0)
+            m = 0
         i += 1
-    return i, h
+    if groups == 0:
+        head = x
+    return i, _finish(h, x, m), head
 
 
 @jit(inline="always")
-def _slot(data, lo, hi, h, slots, word_off, arena):
-    """Slot of the word ``data[lo:hi]`` (hash ``h``): where it is, or the empty slot where it would go.
+def _hash(data, lo, hi):
+    """The hash of the word ``data[lo:hi]``, as :func:`_token_end` computes it while scanning."""
+    h = x = np.uint64(0)
+    m = 0
+    for k in range(lo, hi):
+        x = (x << _BYTE) | np.uint64(data[k])
+        m += 1
+        if m == 8:
+            h = (h ^ x) * _MIX
+            x = np.uint64(0)
+            m = 0
+    return _finish(h, x, m)
+
+
+@jit(inline="always")
+def _head(data, lo, hi):
+    """The first (up to) eight bytes of the word ``data[lo:hi]`` packed in a uint64, first byte highest:
+    two words of the same length are equal if their heads are and so are their bytes from the ninth on."""
+    x = np.uint64(0)
+    for k in range(lo, min(lo + 8, hi)):
+        x = (x << _BYTE) | np.uint64(data[k])
+    return x
+
+
+@jit(inline="always")
+def _slot(data, lo, hi, h, head, slots, word_off, arena, heads):
+    """Slot of the word ``data[lo:hi]`` (hash ``h``, head ``head``): where it is, or the empty slot where
+    it would go.
 
     A slot holds ``(high 31 bits of the hash) << 32 | word id`` (never negative, -1 is empty), so most
-    mismatches are rejected without touching the word's bytes.
+    mismatches are rejected without touching the word; a match is confirmed by the length and the head,
+    and only a word longer than eight bytes has bytes left to compare.
     """
     mask = slots.shape[0] - 1
     tag = np.int64(h >> _SHIFT33) << 32
@@ -130,9 +177,9 @@ def _slot(data, lo, hi, h, slots, word_off, arena):
         if (v & _HIGH32) == tag:
             w = v & _LOW32
             a = word_off[w]
-            if word_off[w + 1] - a == hi - lo:
+            if word_off[w + 1] - a == hi - lo and heads[w] == head:
                 same = True
-                for k in range(hi - lo):
+                for k in range(8, hi - lo):
                     if arena[a + k] != data[lo + k]:
                         same = False
                         break
@@ -142,22 +189,14 @@ def _slot(data, lo, hi, h, slots, word_off, arena):
 
 
 @jit(inline="always")
-def _hash(data, lo, hi):
-    """FNV-1a hash of the word ``data[lo:hi]`` (as :func:`_token_end` computes it while scanning)."""
-    h = _FNV_OFFSET
-    for k in range(lo, hi):
-        h = (h ^ np.uint64(data[k])) * _FNV_PRIME
-    return h
-
-
-@jit(inline="always")
 def _slot_value(h, w):
     return (np.int64(h >> _SHIFT33) << 32) | w
 
 
 @jit()
-def insert_words(arena, word_off, n_words, slots):
-    """Put words ``0..n_words-1`` (``arena[word_off[w]:word_off[w + 1]]``, distinct) in empty ``slots``.
+def insert_words(arena, word_off, n_words, slots, heads):
+    """Put words ``0..n_words-1`` (``arena[word_off[w]:word_off[w + 1]]``, distinct) in empty ``slots``,
+    and their heads in ``heads``.
 
     Also the way a table is rehashed into a bigger ``slots``.
     """
@@ -165,13 +204,15 @@ def insert_words(arena, word_off, n_words, slots):
         lo = word_off[w]
         hi = word_off[w + 1]
         h = _hash(arena, lo, hi)
-        slots[_slot(arena, lo, hi, h, slots, word_off, arena)] = _slot_value(h, w)
+        head = _head(arena, lo, hi)
+        heads[w] = head
+        slots[_slot(arena, lo, hi, h, head, slots, word_off, arena, heads)] = _slot_value(h, w)
 
 
 @jit(inline="always")
-def _add_word(data, lo, hi, h, slot, n_words, slots, word_off, arena, counts):
-    """Put the new word ``data[lo:hi]`` (hash ``h``, empty ``slot``) in the table as id ``n_words`` with
-    count 0; return its id, or -1 if the table is full."""
+def _add_word(data, lo, hi, h, head, slot, n_words, slots, word_off, arena, heads, counts):
+    """Put the new word ``data[lo:hi]`` (hash ``h``, head ``head``, empty ``slot``) in the table as id
+    ``n_words`` with count 0; return its id, or -1 if the table is full."""
     used = word_off[n_words]
     if n_words + 1 >= counts.shape[0] or 2 * (n_words + 1) > slots.shape[0] or used + (hi - lo) > arena.shape[0]:
         return -1
@@ -180,13 +221,14 @@ def _add_word(data, lo, hi, h, slot, n_words, slots, word_off, arena, counts):
     for k in range(hi - lo):
         arena[used + k] = data[lo + k]
     word_off[n_words + 1] = used + (hi - lo)
+    heads[n_words] = head
     counts[n_words] = 0
     slots[slot] = _slot_value(h, n_words)
     return n_words
 
 
 @jit()
-def merge_counts(src_arena, src_off, src_counts, state, slots, word_off, arena, counts):
+def merge_counts(src_arena, src_off, src_counts, state, slots, word_off, arena, heads, counts):
     """Add the words ``state[POS]:`` of another table, with their counts, to this one (new words in the
     other table's order). ``state`` (int64, MERGE_STATE long, updated) holds the next word of the other
     table at POS and this table's words at N_WORDS.
@@ -198,11 +240,12 @@ def merge_counts(src_arena, src_off, src_counts, state, slots, word_off, arena, 
         lo = src_off[w2]
         hi = src_off[w2 + 1]
         h = _hash(src_arena, lo, hi)
-        slot = _slot(src_arena, lo, hi, h, slots, word_off, arena)
+        head = _head(src_arena, lo, hi)
+        slot = _slot(src_arena, lo, hi, h, head, slots, word_off, arena, heads)
         if slots[slot] >= 0:
             w = slots[slot] & _LOW32
         else:
-            w = _add_word(src_arena, lo, hi, h, slot, n_words, slots, word_off, arena, counts)
+            w = _add_word(src_arena, lo, hi, h, head, slot, n_words, slots, word_off, arena, heads, counts)
             if w < 0:
                 state[POS], state[N_WORDS] = w2, n_words
                 return 1
@@ -213,7 +256,7 @@ def merge_counts(src_arena, src_off, src_counts, state, slots, word_off, arena, 
 
 
 @jit()
-def count_block(data, state, slots, word_off, arena, counts):
+def count_block(data, state, slots, word_off, arena, heads, counts):
     """Count the words of ``data[state[POS]:]``, adding new words to the table.
 
     ``state`` (int64, COUNT_STATE long, updated): the slots POS, N_WORDS, N_TOKENS, N_SENTENCES,
@@ -225,20 +268,23 @@ def count_block(data, state, slots, word_off, arena, counts):
     end = data.shape[0]
     status = 0
     while i < end:
-        if data[i] == 10:
-            line_tok = 0
-            i += 1
-            continue
-        s = _space(data, i)
-        if s > 0:
-            i += s
-            continue
-        j, h = _token_end(data, i)
-        slot = _slot(data, i, j, h, slots, word_off, arena)
+        # One look at the byte's class (not a test for newline, then one for space): 40% faster compiled.
+        k = _CLASS[data[i]]
+        if k != 0:
+            if k == 2:
+                line_tok = 0
+                i += 1
+                continue
+            s = 1 if k == 1 else _wide_space(data, i)
+            if s > 0:
+                i += s
+                continue
+        j, h, head = _token_end(data, i)
+        slot = _slot(data, i, j, h, head, slots, word_off, arena, heads)
         if slots[slot] >= 0:
             w = slots[slot] & _LOW32
         else:
-            w = _add_word(data, i, j, h, slot, n_words, slots, word_off, arena, counts)
+            w = _add_word(data, i, j, h, head, slot, n_words, slots, word_off, arena, heads, counts)
             if w < 0:
                 status = 1
                 break
@@ -255,7 +301,7 @@ def count_block(data, state, slots, word_off, arena, counts):
 
 
 @jit()
-def encode_block(data, pos, slots, word_off, arena, ids, starts):
+def encode_block(data, pos, slots, word_off, arena, heads, ids, starts):
     """Sentences of ``data[pos:]`` as ids of the words in the table (other words are left out).
 
     Stops early, at a sentence boundary, when ``ids`` (at least MAX_SENTENCE_LENGTH long) or ``starts`` could
@@ -276,21 +322,23 @@ def encode_block(data, pos, slots, word_off, arena, ids, starts):
     n_sent = 0
     line_tok = 0
     while i < end:
-        if data[i] == 10:
-            line_tok = 0
-            i += 1
-            continue
-        s = _space(data, i)
-        if s > 0:
-            i += s
-            continue
+        k = _CLASS[data[i]]  # as in count_block
+        if k != 0:
+            if k == 2:
+                line_tok = 0
+                i += 1
+                continue
+            s = 1 if k == 1 else _wide_space(data, i)
+            if s > 0:
+                i += s
+                continue
         if line_tok % MAX_SENTENCE_LENGTH == 0:
             if n + MAX_SENTENCE_LENGTH > ids.shape[0] or n_sent + 2 > starts.shape[0]:
                 break
             starts[n_sent] = n
             n_sent += 1
-        j, h = _token_end(data, i)
-        v = slots[_slot(data, i, j, h, slots, word_off, arena)]
+        j, h, head = _token_end(data, i)
+        v = slots[_slot(data, i, j, h, head, slots, word_off, arena, heads)]
         if v >= 0:
             ids[n] = v & _LOW32
             n += 1
