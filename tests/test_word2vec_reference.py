@@ -154,3 +154,39 @@ def test_training_kernel_equals_the_reference(case, cbow_mean, shrink):
     for got, want in zip((syn0, syn1neg, syn1), expected):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     assert np.abs(syn0 - start).max() > 1e-3  # trained in place, by more than the tolerance
+
+
+@pytest.mark.parametrize("case", [dict(sg=0, hs=0, negative=3, adagrad=0), dict(sg=1, hs=1, negative=0, adagrad=0),
+                                  dict(sg=1, hs=0, negative=3, adagrad=1)],
+                         ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_a_run_compiles_only_the_code_of_its_kind(case):
+    """The kernel of the model's kind runs, typed with None for each table the run does not use, so
+    that the code of the other modes is never compiled (a first run compiled all of it before)."""
+    from numba import types
+    from numba.core.dispatcher import Dispatcher
+
+    kernel = K.train_kernel(case["sg"], True, case["negative"])
+    if not isinstance(kernel, Dispatcher):
+        pytest.skip("NUMBA_DISABLE_JIT: nothing is compiled")
+    others = {K.train_kernel(sg, shared, 3) for sg in (0, 1) for shared in (0, 1)} - {kernel}
+    assert len(others) == 2  # one kernel per kind: CBOW, skip-gram, skip-gram with shared noise words
+    v, dim = 10, 4
+    rng = np.random.default_rng(0)
+    syn0 = rng.random((v, dim), dtype=np.float32)
+    tree = huffman_tree(np.arange(v, 0, -1))
+    neg_prob, neg_alias = K.alias_table(np.ones(v))
+    tables = K.Tables(syn0, np.zeros((v, dim), np.float32), np.zeros((v, dim), np.float32),
+                      np.zeros((v, dim), np.float32), np.zeros((v, dim), np.float32), np.ones(1, np.float32))
+    sampling = K.Sampling(np.full(v, 2**32, np.int64), neg_prob, neg_alias, tree.codes, tree.points, tree.offsets,
+                          SIGMOID, LOGSIG)
+    config = K.Config(2, case["negative"], bool(case["hs"]), bool(case["sg"]), True, True, bool(case["adagrad"]),
+                      True, np.float32(1e-10))
+    alpha = np.float32(0.1)
+    span = K.Span(np.arange(v, dtype=np.int32), np.array([0, v], np.int64), 0, 1, alpha, alpha, 0, v)
+    K.train_stretch(tables, sampling, config, span, np.uint64(1))
+    used = {"syn1neg": case["negative"] > 0, "syn1": bool(case["hs"]), "acc0": bool(case["adagrad"]),
+            "acc1": bool(case["adagrad"] and case["negative"])}
+    fields = K.Tables._fields
+    want = tuple(f == "syn0" or f == "lockf" or used[f] for f in fields)
+    typed = {tuple(t != types.none for t in sig[0].types) for sig in kernel.signatures}
+    assert want in typed

@@ -628,7 +628,8 @@ def _stretch(t, smp, cfg, span, state, center):
     scr = _Scratch(np.empty(MAX_SENTENCE_LENGTH, dtype=np.int32), np.empty((3, dim), dtype=t.syn0.dtype),
                    np.empty((2 * window, dim), dtype=t.syn0.dtype),
                    np.empty((2, max(2 * window, cfg.negative + 1)), dtype=np.int64),
-                   np.empty((2 * window, cfg.negative + 1), dtype=t.syn0.dtype), np.ones(2 * window, dtype=t.syn0.dtype))
+                   np.empty((2 * window, cfg.negative + 1), dtype=t.syn0.dtype),
+                   np.ones(2 * window, dtype=t.syn0.dtype))
     sent = scr.sent
     first = starts[span.s_lo]
     loss = 0.0
