@@ -518,3 +518,25 @@ def test_new_files_are_page_aligned_and_old_ones_reopen(tmp_path):
     _train(old, opt, _batches(5), True)
     _train(ram, ram_opt, _batches(5), True)
     _assert_same(ram, ram_opt, old, opt)
+
+
+@pytest.mark.parametrize("interleave", [None, sm.optim.Adagrad])
+def test_background_prefetch_of_the_next_batch_is_only_a_hint(tmp_path, interleave):
+    batches = _batches(8)
+    a = _layer("Embedding")
+    b = _layer("Embedding", storage=tmp_path / "b.npy", interleave=interleave)
+    opt_a, opt_b = OPTS["Adagrad"]([a]), OPTS["Adagrad"]([b])
+    for i, (ids, g) in enumerate(batches):
+        nxt = batches[(i + 1) % len(batches)][0].copy()
+        opt_b.prefetch(b, nxt, background=True)
+        nxt[...] = 0  # the request holds its own copy of the ids
+        b(ids)
+        opt_b.backward_step(b, g)
+    _train(a, opt_a, batches, True)
+    _assert_same(a, opt_a, b, opt_b)
+    assert opt_b._prefetching.result() >= 1  # the last request, done on the background thread
+    opt_b.prefetch(b, [0])  # waits for any request still running, then asks in this thread
+    assert opt_b._prefetching is None
+    with pytest.raises(IndexError):  # ids are checked in the caller, before anything is queued
+        opt_b.prefetch(b, [N], background=True)
+    assert _storage.will_need_later([np.zeros((N, DIM))], [0]).result() == 0  # in RAM: nothing

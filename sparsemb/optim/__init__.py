@@ -218,6 +218,8 @@ class Optimizer:
         self.state = {}
         #: Parameter -> its step-count file (a memmap of one int64), for state kept in files.
         self._step_files = {}
+        #: The Future of the last ``prefetch(..., background=True)``, until the next prefetch.
+        self._prefetching = None
         if state_storage is not None:
             state_storage = os.fspath(state_storage)
             if not os.path.isdir(state_storage):
@@ -402,11 +404,17 @@ class Optimizer:
         return ({"step": _check_step(f"{step_path}: step", int(step_file[0]))} | state
                 | {"_step_file": step_file})
 
-    def prefetch(self, layer, ids):
+    def prefetch(self, layer, ids, background=False):
         """Start reading, in parallel, the pages that a step on ``ids`` will touch: ``layer``'s rows
         and their state rows, where they are mapped from files (``MADV_WILLNEED``; nothing for
         arrays in RAM). Call it before ``layer(ids)`` when the table does not fit in memory; where
         it does, it only costs time.
+
+        With ``background=True`` the requests are made on a background thread and the call returns
+        at once: call it with the *next* batch's ids before this step's ``layer(ids)``, so that
+        the next batch's reads (and the reclaim of other pages they need, under a memory limit)
+        overlap this step. Each call first waits for the previous background request to finish
+        (one at a time). A hint only: results are the same bits with or without it.
 
         Raises
         ------
@@ -420,8 +428,14 @@ class Optimizer:
         records = getattr(layer, "records", None)
         arrays = ([records] if records is not None  # a row's weight and state: one record
                   else [p.data] + [v for v in self.state[p].values() if isinstance(v, np.ndarray)])
-        for a in arrays:
-            _storage.will_need(a, ids)
+        pending, self._prefetching = self._prefetching, None
+        if pending is not None:
+            pending.result()
+        if background:
+            self._prefetching = _storage.will_need_later(arrays, ids)
+        else:
+            for a in arrays:
+                _storage.will_need(a, ids)
 
     def flush(self):
         """Write the changed pages of every state file (and mapped table) out (``msync``); nothing
