@@ -16,6 +16,8 @@ of weight plus 1 GiB of Adagrad state), 2 threads, in four settings:
   (inside the timed step), which asks for all the batch's pages at once (``MADV_WILLNEED``);
 - ``..., prefetch next``: ``opt.prefetch(emb, next_ids)`` for the *next* batch before this step's
   lookup, so that its reads run while this step computes (and the first step prefetches its own);
+  ``..., background``: the same with ``background=True``, the ``madvise`` calls (and the reclaim
+  they cause under the limit) on a thread of their own, overlapping the step's kernels;
 - ``interleaved, ...``: ``Embedding(..., storage=path, interleave=sm.optim.Adagrad)``: one file of
   records, a row's weight and its Adagrad state side by side (512 bytes, 8 to a page), so a row
   that is not in memory costs one page read and one first-write fault instead of two.
@@ -52,8 +54,9 @@ import numpy as np
 from _benchutil import BATCH, DIM, THREADS, ZIPF_A, fmt, machine, report, table, zipf_ids
 
 SETTINGS = ("in RAM", "mapped, fits", "mapped, limited", "mapped, limited, prefetch",
-            "mapped, limited, prefetch next", "interleaved, fits", "interleaved, limited, prefetch",
-            "interleaved, limited, prefetch next")
+            "mapped, limited, prefetch next", "mapped, limited, prefetch next, background",
+            "interleaved, fits", "interleaved, limited", "interleaved, limited, prefetch",
+            "interleaved, limited, prefetch next", "interleaved, limited, prefetch next, background")
 FILES = {"mapped": ("table.npy", "table.{opt}.sum.npy"), "interleaved": ("records.npy",)}
 DISTS = ("zipf", "zipf, truncated", "uniform")
 
@@ -104,29 +107,78 @@ def child(args):
         for a in arrays:  # read it all into the page cache: a byte of every page
             int(np.asarray(a).reshape(-1).view(np.uint8)[::mmap.PAGESIZE].sum())
     g = np.random.default_rng(1).standard_normal((BATCH, DIM), dtype=np.float32)
-    wall, cpu, faults = [], [], []
-    ahead = args.setting.endswith("prefetch next")
+    wall, cpu, faults, reads = [], [], [], []
+    ahead = "prefetch next" in args.setting
+    background = args.setting.endswith("background")
     nb = batch(args.dist, args.rows, 0)
+    # Under the limit, warm up until the page cache has filled the memory allowed (steady state:
+    # each page read evicts one), then --warmup more steps: a file read from cold fills 1 GiB in
+    # 15-70 steps, depending on the workload, and a run timed before that measures the first reads.
+    full = cgroup_full() if ", limited" in args.setting else None
+    warmup, t = args.warmup, 0
     with num_threads(THREADS):
-        for t in range(args.warmup + args.steps):
+        while t < warmup + args.steps:
+            if full is not None and t == warmup:
+                if not full() and t < MAX_FILL_STEPS:
+                    warmup += 1
+                else:
+                    warmup, full = t + args.warmup, None
             b, nb = nb, batch(args.dist, args.rows, t + 1)
+            r0 = read_bytes()
             f0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF).ru_majflt, time.process_time(), \
                 time.perf_counter()
             if args.setting.endswith("prefetch") or (ahead and t == 0):
                 opt.prefetch(emb, b)
             if ahead:  # the next batch's reads run while this step computes
-                opt.prefetch(emb, nb)
+                opt.prefetch(emb, nb, background=background)
             emb(b)
             opt.backward_step(emb, g)
             w1, c1 = time.perf_counter(), time.process_time()
-            if t >= args.warmup:
+            if t >= warmup and full is None:
                 wall.append(w1 - w0)
                 cpu.append(c1 - c0)
                 faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_majflt - f0)
+                reads.append(read_bytes() - r0)
+            t += 1
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"wall": float(np.median(wall)), "cpu": float(np.median(cpu)),
                       "faults": float(np.median(faults)), "maxrss": rss,
-                      "unique": int(np.unique(b).size)}))
+                      "read": float(np.median(reads)),
+                      "unique": int(np.unique(b).size), "warmup": warmup}))
+
+
+def read_bytes():
+    """Bytes this process has had read from disk so far (``/proc/self/io``; its background threads
+    included, the page faults and ``MADV_WILLNEED`` reads alike), or 0 where there is no such file."""
+    try:
+        with open("/proc/self/io") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("read_bytes"))
+    except (OSError, StopIteration):
+        return 0
+
+
+#: Warm-up steps at most while waiting for the page cache to fill the memory limit.
+MAX_FILL_STEPS = 1000
+
+
+def cgroup_full():
+    """A function telling whether this process's memory cgroup uses >= 95% of its limit (v1 or v2),
+    or None outside a limited group."""
+    for line in open("/proc/self/cgroup").read().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "memory":
+            d = f"/sys/fs/cgroup/memory{path}"
+            use, lim = f"{d}/memory.usage_in_bytes", f"{d}/memory.limit_in_bytes"
+        elif controllers == "" and os.path.exists(f"/sys/fs/cgroup{path}/memory.max"):
+            d = f"/sys/fs/cgroup{path}"
+            use, lim = f"{d}/memory.current", f"{d}/memory.max"
+        else:
+            continue
+        limit = open(lim).read().strip()
+        if limit == "max" or int(limit) >= 2**60:
+            continue
+        return lambda: int(open(use).read()) >= 0.95 * int(limit)
+    return None
 
 
 def make(sm, setting, rows, directory, optimizer):
@@ -233,9 +285,14 @@ def run_child(args, workdir, setting, dist, limit=None, prepare=False):
            "--rows", str(args.rows), "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--dir", workdir, "--advice", args.advice, "--optimizer", args.optimizer] \
         + ["--prepare"] * prepare
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True,
-                         preexec_fn=None if limit is None else limit.join)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    for attempt in (1, 2):  # once more if a child fails (a shared checkout mid-edit, say)
+        out = subprocess.run(cmd, capture_output=True, text=True,
+                             preexec_fn=None if limit is None else limit.join)
+        if out.returncode == 0:
+            return json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"child {setting!r} {dist!r} failed ({out.returncode}), attempt {attempt}:\n"
+              + "\n".join(out.stderr.strip().splitlines()[-5:]), file=sys.stderr, flush=True)
+    raise RuntimeError(f"child {setting!r} {dist!r} failed twice")
 
 
 def main(argv=None):
@@ -287,7 +344,9 @@ def main(argv=None):
                         res = run_child(args, workdir, setting, dist)
                     results[setting, dist].append(res)
                     print(f"round {r} {dist:8} {setting:16} {res['wall'] * 1e3:8.1f} ms "
+                          f"(after {res['warmup']} steps) "
                           f"cpu {res['cpu'] * 1e3:7.1f} ms, {res['faults']:.0f} major faults, "
+                          f"{res.get('read', 0) / 4096:.0f} pages read, "
                           f"max rss {res['maxrss'] / 2**20:.0f} MiB", file=sys.stderr, flush=True)
         iops = disk_iops(files["interleaved" if settings[-1].startswith("interleaved") else
                                 "mapped"][0])
@@ -302,28 +361,33 @@ def main(argv=None):
             wall = float(np.median([x["wall"] for x in xs]))
             cpu = float(np.median([x["cpu"] for x in xs]))
             faults = float(np.median([x["faults"] for x in xs]))
+            read = float(np.median([x.get("read", 0) for x in xs]))
             ratio = anchor / wall
             rows.append([f"{dist}: {setting}", fmt(wall * 1e3, ".1f"), fmt(cpu * 1e3, ".1f"),
                          fmt(BATCH / wall / 1e6, ".2f"), fmt(100 * ratio, ".0f", "%"),
-                         fmt(faults, ".0f")])
+                         fmt(faults, ".0f"), fmt(read / 4096, ".0f")])
             if dist.startswith("zipf") and ", limited" in setting:
                 goal[dist] = max(goal.get(dist, 0), ratio)
+    fills = ", ".join(f"{d}: {min(x['warmup'] for s in settings if ', limited' in s for x in results[s, d]) - args.warmup}"
+                      f"-{max(x['warmup'] for s in settings if ', limited' in s for x in results[s, d]) - args.warmup}"
+                      for d in dists)
     unique = ", ".join(f"{d}: {results['in RAM', d][0]['unique']:,}" for d in dists)
     head = ["distribution: setting", "step ms", "CPU ms", "M ids/s", "of in-RAM speed",
-            "major faults/step"]
+            "major faults/step", "4 KiB pages read/step"]
     blocks = [
         f"workload: {args.rows:,} x {DIM} float32 table ({table_bytes / 2**30:.2f} GiB) + "
         f"{args.optimizer} state ({state_bytes / 2**30:.3f} GiB), {BATCH:,} ids a step (unique ids "
         f"a step: {unique}), a new draw each step, "
         f"fused {args.optimizer} (forward + backward_step), {THREADS} threads; {args.warmup} warm-up + "
-        f"{args.steps} timed steps a child, median step; median of {args.rounds} interleaved rounds; "
+        f"{args.steps} timed steps a child (a limited child first warms up until its memory cgroup "
+        f"is 95% full: {fills} steps), median step; median of {args.rounds} interleaved rounds; "
         f"madvise: {args.advice}",
         f"memory limit of the 'limited' settings: {args.limit_mib} MiB ({limit.how}), the table and "
         f"its state being {(table_bytes + state_bytes) / (args.limit_mib * 2**20):.1f}x that; files "
         f"in {args.dir}, evicted from the page cache before each limited run; 'prefetch' calls "
         "opt.prefetch(emb, ids) (MADV_WILLNEED on the rows' pages of weight and state) before each "
         "step, inside the timed step; 'prefetch next' calls it for the next step's ids before this "
-        "step's lookup; 'interleaved' keeps a row's weight and state in one record of one file "
+        "step's lookup ('background': with background=True); 'interleaved' keeps a row's weight and state in one record of one file "
         "(interleave=). 'zipf' folds draws past the table into it (the other "
         "benchmarks' workload: ~20% of the ids uniform over the table); 'zipf, truncated' draws "
         "those again (hot rows first, as a vocabulary sorted by frequency)",
