@@ -336,11 +336,6 @@ class Optimizer:
         own file: only ``"step"`` has a file of its own."""
         records = getattr(p.module, "records", None)
         table = _storage.mapped_file(p.data if records is None else records)
-        if records is not None:
-            directory = self._state_storage or os.path.dirname(table)
-            stem = os.path.basename(table)
-            stem = stem[:-4] if stem.endswith(".npy") else stem
-            return {"step": (os.path.join(directory, f"{stem}.{type(self).__name__}.step.npy"), (1,))}
         if self._state_storage is None and table is None:
             return None
         directory = self._state_storage or os.path.dirname(table)
@@ -349,8 +344,10 @@ class Optimizer:
             stem = os.path.basename(table)
             stem = stem[:-4] if stem.endswith(".npy") else stem
         prefix = os.path.join(directory, f"{stem}.{type(self).__name__}.")
-        return ({k: (prefix + k + ".npy", shape) for k, (shape, _) in self._array_specs(p.module).items()}
-                | {"step": (prefix + "step.npy", (1,))})
+        step = {"step": (prefix + "step.npy", (1,))}
+        if records is not None:  # the state is in the table's own records
+            return step
+        return {k: (prefix + k + ".npy", shape) for k, (shape, _) in self._array_specs(p.module).items()} | step
 
     def _open_state(self, p, files, hyper, created) -> dict:
         """``p``'s state mapped from ``files``: all created (their paths appended to ``created``)
