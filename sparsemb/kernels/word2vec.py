@@ -15,6 +15,7 @@ function of the inputs, so a seed reproduces a run bit for bit.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import NamedTuple
 
@@ -280,17 +281,21 @@ def _typed_choice(when_none, otherwise):
     A run passes None for each table it does not have (no noise words, no tree, no Adagrad state), so
     a compiled kernel holds only the code its kind of run executes and a first run compiles only
     that (a kernel holding every variant took four times as long to compile). In compiled code the
-    choice is made while typing and the chosen function is inlined; under ``NUMBA_DISABLE_JIT`` the
-    decorated function itself runs and chooses by value. The two implementations are plain
-    functions, compiled where they are used, with their caller's flags.
+    choice is made while typing and the chosen function is inlined; in Python (``NUMBA_DISABLE_JIT``)
+    it is made by value. The decorated function gives the name, signature and docstring; the two
+    implementations are plain functions, compiled where they are used, with their caller's flags.
     """
     def decorate(stub):
+        @functools.wraps(stub)
+        def chosen(*args):
+            return (when_none if args[0] is None else otherwise)(*args)
+
         def choose(*arg_types):
             return when_none if isinstance(arg_types[0], types.NoneType) else otherwise
 
         choose.__signature__ = inspect.signature(stub)  # Numba checks it against the implementations'
-        overload(stub, inline="always")(choose)
-        return stub
+        overload(chosen, inline="always")(choose)
+        return chosen
 
     return decorate
 
@@ -342,7 +347,6 @@ def _draw_targets(syn1neg, center, targets, negative, smp, state):
     """``targets[0] = center``, then ``negative`` noise words, leaving out any equal to ``center`` (as
     gensim does), each output row asked for as it is drawn. Returns how many targets there are (0
     without negative sampling: ``syn1neg`` None), and the generator state."""
-    return (_no_targets if syn1neg is None else _noise_targets)(syn1neg, center, targets, negative, smp, state)
 
 
 def _sgd_step(acc, table, row, step, srow, scale, alpha, eps, scratch):
@@ -361,7 +365,6 @@ def _apply_step(acc, table, row, step, srow, scale, alpha, eps, scratch):
     """Apply ``scale * step[srow]`` to ``table[row]``: an SGD step (``alpha`` already in it) added, or,
     with Adagrad state ``acc``, a raw gradient given to :func:`adagrad_row_update` (``scratch`` is a
     dim-long buffer)."""
-    (_sgd_step if acc is None else _adagrad_step)(acc, table, row, step, srow, scale, alpha, eps, scratch)
 
 
 def _sgd_output(acc1, syn1, target, h, hrow, err, alpha, eps, work):
@@ -383,7 +386,6 @@ def _update_output(acc1, syn1, target, h, hrow, err, alpha, eps, work):
     """Update output row ``syn1[target]`` for error ``err`` of ``h[hrow]`` (SGD, or lazy Adagrad on that
     row with state ``acc1``) and add to ``work[STEP]`` the step for the input side: ``+alpha * err *
     syn1[target]`` for SGD, the raw gradient for Adagrad (``work[TMP]`` is scratch)."""
-    (_sgd_output if acc1 is None else _adagrad_output)(acc1, syn1, target, h, hrow, err, alpha, eps, work)
 
 
 def _no_layer(syn1neg, acc1, h, hrow, targets, nt, alpha, eps, smp, work):
@@ -406,8 +408,6 @@ def _negative_layer(syn1neg, acc1, h, hrow, targets, nt, alpha, eps, smp, work):
     """Score hidden vector ``h[hrow]`` against ``targets[0]`` (label 1) and ``targets[1:nt]`` (label 0),
     updating each output row in place (:func:`_update_output`). Returns the loss of this example (0
     without negative sampling: ``syn1neg`` None)."""
-    return (_no_layer if syn1neg is None else _noise_layer)(syn1neg, acc1, h, hrow, targets, nt, alpha, eps, smp,
-                                                             work)
 
 
 def _no_tree(syn1, h, hrow, word, alpha, smp, work):
@@ -434,7 +434,6 @@ def _softmax_layer(syn1, h, hrow, word, alpha, smp, work):
     """Hierarchical softmax: along ``word``'s path in the tree, each inner node's output vector scores
     ``h[hrow]`` against label ``1 - code`` (gensim's ``fast_sentence_*_hs``); SGD updates of those rows,
     the input side's step added to ``work[STEP]``. Returns the loss (0 without a tree: ``syn1`` None)."""
-    return (_no_tree if syn1 is None else _tree_layer)(syn1, h, hrow, word, alpha, smp, work)
 
 
 @jit(inline="always", fastmath=True)
@@ -459,7 +458,6 @@ def _prefetch(table, row):
 @_typed_choice(_no_prefetch, _prefetch)
 def _prefetch_output(table, row):
     """Ask for output row ``table[row]`` (nothing without the table: None)."""
-    (_no_prefetch if table is None else _prefetch)(table, row)
 
 
 @jit(inline="always")
@@ -525,7 +523,6 @@ def _adagrad_coefficient(acc1, err, alpha):
 def _coefficient(acc1, err, alpha):
     """Shared skip-gram's coefficient of a pair: the error times ``alpha`` for SGD, minus the error (a
     gradient) with Adagrad state ``acc1``."""
-    return (_sgd_coefficient if acc1 is None else _adagrad_coefficient)(acc1, err, alpha)
 
 
 def _no_tree_step(syn1, syn0, row, center, alpha, smp, work, steps, c):
@@ -545,7 +542,6 @@ def _tree_step(syn1, syn0, row, center, alpha, smp, work, steps, c):
 def _shared_tree_step(syn1, syn0, row, center, alpha, smp, work, steps, c):
     """Shared skip-gram with hierarchical softmax too: input row ``syn0[row]`` along ``center``'s path,
     its step joining context ``c``'s in ``steps``. Returns the loss (0 without a tree: ``syn1`` None)."""
-    return (_no_tree_step if syn1 is None else _tree_step)(syn1, syn0, row, center, alpha, smp, work, steps, c)
 
 
 @jit(inline="always", fastmath=True)
