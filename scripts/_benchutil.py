@@ -87,14 +87,31 @@ def interleaved(cases: dict, rounds: int, warmup: int = 2, max_wait: float = 0.0
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def copy_case(nbytes: int):
-    """A callable that copies an ``nbytes`` buffer with ``np.copyto`` (the bandwidth anchor).
+def copy_case(nbytes: int, threads: int = 1):
+    """A callable that copies an ``nbytes`` buffer (the bandwidth anchor).
 
+    One thread: ``np.copyto``. More: the buffer cut into ``threads`` contiguous slices copied by
+    that many Numba threads, the machine's bandwidth for a kernel running on as many threads.
     A copy moves ``2 * nbytes`` (read source, write destination); see :func:`bandwidth`.
     """
     src = np.ones(nbytes // 4, dtype=np.float32)
     dst = np.zeros_like(src)
-    return lambda: np.copyto(dst, src)
+    if threads == 1:
+        return lambda: np.copyto(dst, src)
+    copy = _parallel_copy()
+    copy(dst, src, threads)  # compile outside the timed rounds
+    return lambda: copy(dst, src, threads)
+
+
+def _parallel_copy():
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def copy(dst, src, parts):
+        for p in prange(parts):
+            lo, hi = src.size * p // parts, src.size * (p + 1) // parts
+            dst[lo:hi] = src[lo:hi]
+    return copy
 
 
 def bandwidth(bytes_moved: float, seconds: float) -> float:
