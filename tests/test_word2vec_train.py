@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from sparsemb.word2vec import Word2Vec
+from sparsemb.word2vec import corpus as C
 from sparsemb.word2vec.demo import generate_corpus, run_demo
 
 
@@ -307,3 +308,29 @@ def test_training_with_a_zero_count_moves_the_rate_by_epoch_only():
     model.build_vocab_from_freq({"a": 3, "b": 2, "c": 1})  # leaves corpus_count at 0, as gensim's
     effective, raw = model.train([["a", "b", "c"]] * 5, total_examples=model.corpus_count, epochs=2)
     assert (effective, raw) == (30, 30) and np.isfinite(model.wv.vectors).all()
+
+
+def test_file_pieces_go_to_whichever_thread_is_free(demo_corpus, monkeypatch):
+    """With several threads a corpus file is cut into pieces that a thread takes when it is free: a
+    stalled thread holds one piece, the other trains the rest; every word is trained once, and the
+    learning rate follows the epoch's progress through the file."""
+    import threading
+
+    from sparsemb.word2vec import model as model_module
+
+    monkeypatch.setattr(model_module, "FEED_PIECE_BYTES", 4096)
+    model = _train(demo_corpus, workers=2, epochs=2)
+    feed = model._file_feed(model._source(None, demo_corpus)[0])
+    stop = threading.Event()
+    stalled = feed.jobs(0, 1, stop)
+    first = next(stalled)
+    held = [first.ids.copy()]
+    free = [(job.ids.copy(), job.alpha0, job.alpha1) for job in feed.jobs(1, 1, stop)]
+    held += [job.ids.copy() for job in stalled]
+    assert len(free) > 10 and len(held) == 1  # the stalled thread got no piece after its first
+    table = C.WordTable.from_words(model.vocab.index_to_key)
+    whole = np.concatenate([ids.copy() for ids, _ in C.encode_file(demo_corpus, table)])
+    assert np.array_equal(np.concatenate(held + [ids for ids, _, _ in free]), whole)
+    rates = [first.alpha0] + [a for _, a0, a1 in free for a in (a0, a1)]
+    assert rates == sorted(rates, reverse=True)  # second of two epochs: from the middle rate to the end
+    assert first.alpha0 == model._alphas(1, 0.0) and free[-1][2] == np.float32(model.min_alpha)

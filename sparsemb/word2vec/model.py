@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 #: Tokens per kernel call of one thread: big enough that the call's overhead is noise, small enough
 #: for a lively progress bar and a smooth learning-rate schedule.
 PIECE_TOKENS = 1 << 18
+#: Bytes of a corpus file a thread takes at a time (the file in one piece with one thread).
+FEED_PIECE_BYTES = 1 << 20
 
 _OPTIMIZERS = ("sgd", "adagrad")
 _PARAMS = ("vector_size", "window", "min_count", "sg", "hs", "negative", "sample", "alpha", "min_alpha", "epochs",
@@ -800,37 +802,58 @@ class Word2Vec:
                                "build_vocab() before training")
 
     def _file_counts(self, key, table):
-        """(tokens in the vocabulary, raw tokens, whether the file is the vocabulary's) of a file."""
+        """(tokens in the vocabulary, raw tokens) of a file."""
         known = _same_source(key, self._vocab_source) if self._vocab_source else False
         if known:
-            return self.vocab.total, self.corpus_total_words, True
+            return self.vocab.total, self.corpus_total_words
         total = 0  # a new file, or counts pruned while counting: count the words to train on first
         for ids, _ in _corpus.encode_file(key[1], table):
             total += ids.shape[0]
-        return total, total, False  # words outside the vocabulary are not counted by the encoder
+        return total, total  # words outside the vocabulary are not counted by the encoder
 
     def _file_feed(self, key):
-        """Per thread, a stretch of the file (equal byte ranges), read and encoded as it trains."""
+        """The file in pieces of about ``FEED_PIECE_BYTES``, each read, encoded and trained by whichever
+        thread is free next (one piece, the whole file, with one thread).
+
+        Pieces handed out as threads free up, rather than one equal byte range per thread, keep both
+        busy to the end of an epoch: a range's speed depends on its text (sentence lengths, how many
+        words subsampling drops), and the thread with the faster range used to idle for the rest of the
+        other's. The learning rate follows the epoch's progress: a piece's runs from the rate at its
+        first byte's share of the file to the rate at its last's.
+        """
         path = key[1]
         table = _corpus.WordTable.from_words(self.vocab.index_to_key)
-        total, raw, known = self._file_counts(key, table)
-        offsets = _corpus.byte_ranges(path, self.workers)
-        size = max(offsets[-1], 1)
-        # Tokens per stretch are known only after reading it; the schedule uses the byte share (exact
+        total, raw = self._file_counts(key, table)
+        size = os.path.getsize(path)
+        pieces = 1 if self.workers == 1 else max(self.workers, -(-size // FEED_PIECE_BYTES))
+        offsets = _corpus.byte_ranges(path, pieces)
+        size = max(size, 1)
+        # Tokens per piece are known only after reading it; the schedule uses the byte share (exact
         # with one thread).
         shares = [round(total * (hi - lo) / size) for lo, hi in zip(offsets[:-1], offsets[1:])]
+        lock, taken = threading.Lock(), {}
 
-        def stretch(t, epoch, stop):
-            span = self._alphas(epoch, 0.0), self._alphas(epoch, 1.0)
-            done = 0
-            for ids, starts in _corpus.encode_file(path, table, offsets[t], offsets[t + 1], warn=not known):
-                if stop.is_set():
-                    return
-                n = int(starts[-1])
-                yield _Job(ids, starts, 0, starts.shape[0] - 1, span[0], span[1], done, shares[t], n)
-                done += n
+        def take(epoch):
+            """The next piece of ``epoch`` nobody has taken, or None."""
+            with lock:
+                p = taken.get(epoch, 0)
+                taken[epoch] = p + 1
+            return p if p < pieces else None
 
-        return _Feed(tokens=total, raw=raw, jobs=stretch, producer=None)
+        def jobs(t, epoch, stop):
+            while (p := take(epoch)) is not None:
+                lo, hi = offsets[p], offsets[p + 1]
+                alpha0, alpha1 = self._alphas(epoch, lo / size), self._alphas(epoch, hi / size)
+                done = 0
+                # No warnings of invalid UTF-8: counting the file (for the vocabulary or above) gave them.
+                for ids, starts in _corpus.encode_file(path, table, lo, hi, warn=False):
+                    if stop.is_set():
+                        return
+                    n = int(starts[-1])
+                    yield _Job(ids, starts, 0, starts.shape[0] - 1, alpha0, alpha1, done, shares[p], n)
+                    done += n
+
+        return _Feed(tokens=total, raw=raw, jobs=jobs, producer=None)
 
     def _iterable_feed(self, key, stream, corpus, total_examples, total_words):
         """Batches of the iterable, read again every epoch by one producer thread and shared by all
@@ -891,7 +914,7 @@ class Word2Vec:
     def _runner(self, key, tables):
         """The :class:`~sparsemb.word2vec.replicas.Runner` of a deterministic or data-parallel run, and
         the feed's counts."""
-        total, raw, _ = self._file_counts(key, _corpus.WordTable.from_words(self.vocab.index_to_key))
+        total, raw = self._file_counts(key, _corpus.WordTable.from_words(self.vocab.index_to_key))
         tables, sampling, config = tables
         training = _replicas.Training(self.vocab.index_to_key, sampling, config, list(tables[:len(_replicas.TRAINED)]),
                                       tables.lockf)
