@@ -199,3 +199,35 @@ def test_rows_long_enough_to_be_prefetched_give_the_reference_results(rng, dtype
     offsets = np.arange(0, ids.size, 7)
     bag = sm.EmbeddingBag.from_pretrained(w, mode="sum")
     np.testing.assert_allclose(bag(ids, offsets), ref.bag_lookup(w, ids, offsets, mode="sum"), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(0, 64), (3, 5), (1000, 64), (7,)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_aligned_empty_starts_on_a_cache_line(shape, dtype):
+    a = sm.kernels.aligned_empty(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+    assert a.size == 0 or a.ctypes.data % sm.kernels.embedding.ALIGN == 0
+    a[...] = 1
+    assert (a == 1).all()
+
+
+@pytest.mark.parametrize("dtype, dim, streamed", [(np.float32, 64, True), (np.float64, 64, True),
+                                                  (np.float32, 8, True), (np.float32, 100, False)])
+def test_a_large_lookup_written_with_streaming_stores_equals_indexing(dtype, dim, streamed):
+    """An output of at least STREAM_MIN_BYTES, aligned, whose rows are whole 32-byte vectors, is written
+    with streaming stores; any other with plain ones: the same rows either way."""
+    from sparsemb.kernels.prefetch import STREAM_MIN_BYTES, streams
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((500, dim)).astype(dtype)
+    n = -(-STREAM_MIN_BYTES // (dim * weight.itemsize)) + 3  # just over the threshold
+    ids = rng.integers(0, 500, n)
+    out = sm.kernels.lookup(weight, ids)
+    assert bool(streams(out)) is streamed
+    assert np.array_equal(out, weight[ids])
+    small = sm.kernels.aligned_empty((n - 10, dim), dtype)  # under the threshold: plain stores
+    assert not streams(small)
+    sm.kernels.embedding.gather(weight, ids[:n - 10], small)
+    assert np.array_equal(small, weight[ids[:n - 10]])
+    with num_threads(1):
+        assert np.array_equal(sm.kernels.lookup(weight, ids), out)

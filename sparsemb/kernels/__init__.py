@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import bag, embedding, optim
-from .embedding import first_out_of_range, gather, segment_sum, segments
+from .embedding import aligned_empty, first_out_of_range, gather, segment_sum, segments
 
-__all__ = ["lookup", "coalesce", "as_ids", "as_table", "bag", "embedding", "optim"]
+__all__ = ["lookup", "coalesce", "as_ids", "as_table", "aligned_empty", "bag", "embedding", "optim"]
 
 
 def as_ids(ids, num_embeddings: int, name: str = "ids") -> np.ndarray:
@@ -67,7 +67,7 @@ def lookup(weight, ids) -> np.ndarray:
     """
     w = as_table(weight)
     idx = as_ids(ids, w.shape[0])
-    out = np.empty((idx.size, w.shape[1]), dtype=w.dtype)
+    out = aligned_empty((idx.size, w.shape[1]), w.dtype)
     gather(w, idx.reshape(-1), out)
     return out.reshape(idx.shape + (w.shape[1],))
 

@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from .._config import jit
-from .prefetch import AHEAD, prefetch_ahead, prefetch_row, wide_rows
+from .prefetch import AHEAD, prefetch_ahead, prefetch_row, store_fence, stream_row, streams, wide_rows
 
 #: Ranges of equal work that unique rows are cut into for the threads (see :func:`balanced_parts`).
 #: Fixed, not per thread (Numba cannot cache a kernel that asks for the thread count): cut points
@@ -34,13 +34,40 @@ def first_out_of_range(ids, n):
 @jit(parallel=True)
 def gather(weight, ids, out):
     """``out[i] = weight[ids[i]]`` for a flat ``ids``; rows copied in parallel, each asked for
-    :data:`~sparsemb.kernels.prefetch.AHEAD` rows ahead (:func:`~sparsemb.kernels.prefetch.prefetch_ahead`)."""
+    :data:`~sparsemb.kernels.prefetch.AHEAD` rows ahead (:func:`~sparsemb.kernels.prefetch.prefetch_ahead`),
+    and written with streaming stores when ``out`` is large and aligned for them
+    (:func:`~sparsemb.kernels.prefetch.streams`; allocate it with :func:`aligned_empty`)."""
     dim = weight.shape[1]
-    for i in prange(ids.size):
-        prefetch_ahead(weight, ids, i)
-        r = ids[i]
-        for j in range(dim):
-            out[i, j] = weight[r, j]
+    stream = streams(out)
+    for p in prange(_PARTS):
+        for i in range(ids.size * p // _PARTS, ids.size * (p + 1) // _PARTS):
+            prefetch_ahead(weight, ids, i)
+            r = ids[i]
+            if stream:
+                stream_row(out, i, weight, r)
+            else:
+                for j in range(dim):
+                    out[i, j] = weight[r, j]
+        if stream:
+            store_fence()
+
+
+#: Alignment of the tables and outputs sparsemb allocates: a cache line, so that a row whose size is a
+#: multiple of it (64 float32, 8 float64, ...) spans no more lines than it must.
+ALIGN = 64
+
+
+def aligned_empty(shape, dtype):
+    """``np.empty(shape, dtype)`` whose data starts on an :data:`ALIGN`-byte boundary (NumPy's own
+    start 16 bytes past one: a 256-byte row then spans 5 cache lines instead of 4, and random row
+    reads and updates move a quarter more memory). An empty array has no data to align."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64))
+    if n == 0:
+        return np.empty(shape, dtype)
+    raw = np.empty(n * dtype.itemsize + ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
 @jit(inline="always")
