@@ -6,7 +6,7 @@ of that length, as gensim's ``LineSentence`` does; empty lines are not sentences
 
 A file is never held in memory, as text or as ids: :func:`count_file` counts it block by block in
 Numba (:class:`WordTable`, words as UTF-8 bytes, no Python strings per token), and training reads it
-again, each thread its own byte range, turning blocks into ids as it goes (:func:`encode_file`). Nor is
+again in byte ranges that the threads share out, turning blocks into ids as it goes (:func:`encode_file`). Nor is
 an iterable: it is read again every epoch, as gensim reads it, in batches (:func:`encode_batches`).
 """
 from __future__ import annotations

@@ -211,7 +211,7 @@ class Word2Vec:
         gensim). Give this or ``corpus_file`` to build the vocabulary and train at once.
     corpus_file : str or os.PathLike, optional
         A UTF-8 text file, one sentence per line, tokens separated by whitespace (read by compiled code,
-        each thread its own part: the fast way in).
+        in pieces the threads share out: the fast way in).
     vector_size : int
         Dimension of the vectors.
     alpha, min_alpha : float
@@ -674,8 +674,8 @@ class Word2Vec:
     def train(self, corpus_iterable=None, corpus_file=None, total_examples=None, total_words=None, epochs=None,
               start_alpha=None, end_alpha=None, word_count=0, queue_factor=2, report_delay=1.0,
               compute_loss=False, callbacks=(), *, sentences=None, quiet=None, **kwargs):
-        """Train on a corpus, as gensim's ``train``: a file is read again every epoch (each thread its
-        own part), an iterable re-iterated every epoch (batches handed to the threads as it is read).
+        """Train on a corpus, as gensim's ``train``: a file is read again every epoch (in pieces, each
+        taken by the next free thread), an iterable re-iterated every epoch (batches handed to the threads as it is read).
 
         Parameters
         ----------
