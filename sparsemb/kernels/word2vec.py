@@ -92,7 +92,6 @@ def draw_negatives(neg_prob, neg_alias, state, n):
     return out
 
 
-@jit()
 def alias_table(weights):
     """Walker/Vose alias table for sampling index ``i`` with probability ``weights[i] / sum(weights)``.
 
@@ -108,6 +107,19 @@ def alias_table(weights):
     neg_alias : ndarray of int32, shape (V,)
         Otherwise it returns ``neg_alias[i]``.
     """
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    v = weights.shape[0]
+    # Allocated here, not in the kernel: each np.empty of another dtype would compile an
+    # implementation of its own on a first run.
+    thresholds, alias = np.empty(v, dtype=np.int64), np.empty(v, dtype=np.int32)
+    _alias_table(weights, np.empty((2, v)), np.empty((2, v), dtype=np.int64), thresholds, alias)
+    return thresholds, alias
+
+
+@jit()
+def _alias_table(weights, scratch, stacks, thresholds, alias):
+    """:func:`alias_table` into ``thresholds`` and ``alias``; ``scratch`` (float64) and ``stacks``
+    (int64), shape (2, V), are work space."""
     v = weights.shape[0]
     # Loops rather than weights.sum(), np.ones and np.arange(...).astype: the same values (a sum in
     # index order), and each of those would compile an implementation of its own on a first run.
@@ -115,15 +127,12 @@ def alias_table(weights):
     for i in range(v):
         total += weights[i]
     factor = v / total
-    scaled = np.empty(v)
-    prob = np.empty(v)
-    alias = np.empty(v, dtype=np.int32)
+    scaled, prob = scratch[0], scratch[1]
     for i in range(v):
         scaled[i] = weights[i] * factor
         prob[i] = 1.0
         alias[i] = i
-    small = np.empty(v, dtype=np.int64)
-    large = np.empty(v, dtype=np.int64)
+    small, large = stacks[0], stacks[1]
     ns = 0
     nl = 0
     for i in range(v):
@@ -144,11 +153,12 @@ def alias_table(weights):
             nl -= 1
             small[ns] = g
             ns += 1
-    # Leftovers are 1 up to rounding: they always keep their own index.
-    thresholds = np.empty(v, dtype=np.int64)
+    # Leftovers are 1 up to rounding: they always keep their own index. (A test, not min(): min would
+    # compile an implementation of its own.)
+    one = np.int64(4294967296)
     for i in range(v):
-        thresholds[i] = min(np.int64(prob[i] * 4294967296.0), np.int64(4294967296))
-    return thresholds, alias
+        t = np.int64(prob[i] * 4294967296.0)
+        thresholds[i] = t if t < one else one
 
 
 class Tables(NamedTuple):
@@ -264,7 +274,7 @@ HIDDEN, STEP, TMP = 0, 1, 2
 class _Scratch(NamedTuple):
     """One call's buffers: the subsampled sentence; ``work`` (rows HIDDEN, STEP, TMP); context rows'
     steps; ids (context words in ``rows[0]``, output targets in ``rows[1]``); shared skip-gram's
-    coefficients; the weights of a plain sum."""
+    coefficients; the weights of a plain sum (:func:`_scratch` makes them)."""
 
     sent: np.ndarray
     work: np.ndarray
@@ -322,7 +332,7 @@ def _pair(f, label, sigmoid, logsig):
         return (zero if label > zero else f), zero
     if f <= -MAX_EXP:
         return (-f if label > zero else zero), zero
-    idx = int((f + MAX_EXP) * TABLE_SCALE)
+    idx = np.int64((f + MAX_EXP) * TABLE_SCALE)  # not int(): it would compile an implementation of its own
     return (np.float32(1.0) - label) * f - logsig[idx], label - sigmoid[idx]
 
 
@@ -467,13 +477,13 @@ def _lock(t, row):
 
 
 @jit(inline="always", fastmath=True)
-def _sg_center(n, i, b, t, smp, cfg, alpha, scr, state):
+def _sg_center(lo, hi, i, t, smp, cfg, alpha, scr, state):
     """Skip-gram around position ``i``: each context word's input vector predicts the centre word
     (against its own noise words, in ``rows[1]``, and/or along its path in the tree)."""
     sent, work, rows = scr.sent, scr.work, scr.rows
     loss = 0.0
     pairs = 0
-    for j in range(max(0, i - cfg.window + b), min(n, i + cfg.window + 1 - b)):
+    for j in range(lo, hi):
         if j == i:
             continue
         ctx = sent[j]
@@ -545,7 +555,7 @@ def _shared_tree_step(syn1, syn0, row, center, alpha, smp, work, steps, c):
 
 
 @jit(inline="always", fastmath=True)
-def _sg_center_shared(n, i, b, t, smp, cfg, alpha, scr, state):
+def _sg_center_shared(lo, hi, i, t, smp, cfg, alpha, scr, state):
     """Skip-gram around position ``i`` with one set of noise words shared by all its context words.
 
     Ji et al. (2016): the input vectors of the ``nc`` context words (ids in ``rows[0]``) and the output
@@ -560,7 +570,7 @@ def _sg_center_shared(n, i, b, t, smp, cfg, alpha, scr, state):
     syn0, syn1 = t.syn0, t.syn1neg
     center = sent[i]
     nc = 0
-    for j in range(max(0, i - cfg.window + b), min(n, i + cfg.window + 1 - b)):
+    for j in range(lo, hi):
         if j != i:
             rows[0, nc] = sent[j]
             nc += 1
@@ -586,7 +596,7 @@ def _sg_center_shared(n, i, b, t, smp, cfg, alpha, scr, state):
 
 
 @jit(inline="always", fastmath=True)
-def _cbow_center(n, i, b, t, smp, cfg, alpha, scr, state):
+def _cbow_center(lo, hi, i, t, smp, cfg, alpha, scr, state):
     """CBOW at position ``i``: the (mean or sum of the) context vectors, in ``work[HIDDEN]``, predict the centre.
 
     The context ids go to ``rows[0]``; ``unit`` is all ones (the weights of the sum).
@@ -594,7 +604,7 @@ def _cbow_center(n, i, b, t, smp, cfg, alpha, scr, state):
     sent, work, rows = scr.sent, scr.work, scr.rows
     syn0 = t.syn0
     count = 0
-    for j in range(max(0, i - cfg.window + b), min(n, i + cfg.window + 1 - b)):
+    for j in range(lo, hi):
         if j != i:
             rows[0, count] = sent[j]
             count += 1
@@ -616,24 +626,24 @@ def _cbow_center(n, i, b, t, smp, cfg, alpha, scr, state):
 
 
 @jit(inline="always", fastmath=True)
-def _stretch(t, smp, cfg, span, state, center):
+def _stretch(t, smp, cfg, span, state, scr, center):
     """The body of every training kernel: subsampling, the learning rate and the windows of each
-    sentence of ``span``, ``center`` (one of the ``_*_center`` functions, inlined) at each position."""
+    sentence of ``span``, ``center`` (one of the ``_*_center`` functions, inlined) at each position of
+    the sentence, with the context in positions ``lo:hi``.
+
+    No min() or max() here or in what is inlined (and no array made): each would compile an
+    implementation of its own on a first run."""
     ids, starts = span.ids, span.starts
-    dim, window = t.syn0.shape[1], cfg.window
-    scr = _Scratch(np.empty(MAX_SENTENCE_LENGTH, dtype=np.int32), np.empty((3, dim), dtype=t.syn0.dtype),
-                   np.empty((2 * window, dim), dtype=t.syn0.dtype),
-                   np.empty((2, max(2 * window, cfg.negative + 1)), dtype=np.int64),
-                   np.empty((2 * window, cfg.negative + 1), dtype=t.syn0.dtype),
-                   np.ones(2 * window, dtype=t.syn0.dtype))
+    window = cfg.window
     sent = scr.sent
     first = starts[span.s_lo]
+    total = span.total if span.total > 1 else 1
     loss = 0.0
     examples = 0
     words = 0
     for s in range(span.s_lo, span.s_hi):
-        alpha = span.alpha0 + (span.alpha1 - span.alpha0) * np.float32(
-            min((span.done + starts[s] - first) / max(span.total, 1), 1.0))
+        done = (span.done + starts[s] - first) / total
+        alpha = span.alpha0 + (span.alpha1 - span.alpha0) * np.float32(done if done < 1.0 else 1.0)
         n = 0
         for k in range(starts[s], starts[s + 1]):
             w = ids[k]
@@ -653,25 +663,27 @@ def _stretch(t, smp, cfg, span, state, center):
             if cfg.shrink:
                 state, r = _rand32(state)
                 b = r % window
-            l, c, state = center(n, i, b, t, smp, cfg, alpha, scr, state)
+            lo = i - window + b
+            hi = i + window + 1 - b
+            l, c, state = center(lo if lo > 0 else 0, hi if hi < n else n, i, t, smp, cfg, alpha, scr, state)
             loss += l
             examples += c
     return state, loss, examples, words
 
 
 @jit(fastmath=True)
-def _train_sg_shared(tables, sampling, config, span, state):
-    return _stretch(tables, sampling, config, span, state, _sg_center_shared)
+def _train_sg_shared(tables, sampling, config, span, state, scratch):
+    return _stretch(tables, sampling, config, span, state, scratch, _sg_center_shared)
 
 
 @jit(fastmath=True)
-def _train_sg(tables, sampling, config, span, state):
-    return _stretch(tables, sampling, config, span, state, _sg_center)
+def _train_sg(tables, sampling, config, span, state, scratch):
+    return _stretch(tables, sampling, config, span, state, scratch, _sg_center)
 
 
 @jit(fastmath=True)
-def _train_cbow(tables, sampling, config, span, state):
-    return _stretch(tables, sampling, config, span, state, _cbow_center)
+def _train_cbow(tables, sampling, config, span, state, scratch):
+    return _stretch(tables, sampling, config, span, state, scratch, _cbow_center)
 
 
 def train_kernel(sg, shared, negative):
@@ -717,4 +729,15 @@ def train_stretch(tables, sampling, config, span, state):
                            syn1=tables.syn1 if config.hs else None,
                            acc0=tables.acc0 if adagrad else None,
                            acc1=tables.acc1 if adagrad and config.negative else None)
-    return train_kernel(config.sg, config.shared, config.negative)(used, sampling, config, span, state)
+    return train_kernel(config.sg, config.shared, config.negative)(used, sampling, config, span, state,
+                                                                   _scratch(tables.syn0, config))
+
+
+def _scratch(syn0, config):
+    """The buffers of one call of a training kernel (:class:`_Scratch`), made here rather than in the
+    kernel, where each np.empty of another shape or dtype would compile an implementation of its own."""
+    dim, window, targets = syn0.shape[1], config.window, config.negative + 1
+    return _Scratch(np.empty(MAX_SENTENCE_LENGTH, dtype=np.int32), np.empty((3, dim), dtype=syn0.dtype),
+                    np.empty((2 * window, dim), dtype=syn0.dtype),
+                    np.empty((2, max(2 * window, targets)), dtype=np.int64),
+                    np.empty((2 * window, targets), dtype=syn0.dtype), np.ones(2 * window, dtype=syn0.dtype))
