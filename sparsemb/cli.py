@@ -333,9 +333,84 @@ def _demo(args, parser):
     if args.dir and not os.path.isdir(args.dir):
         raise FileNotFoundError(f"directory does not exist: {args.dir}")
     models = {"cbow": [0], "skipgram": [1], "both": [1, 0]}[args.model]
-    for sg in models:
-        run_demo(sg=sg, vector_size=args.dim, epochs=args.epochs, workers=args.threads, seed=args.seed,
-                 directory=args.dir, quiet=args.quiet, overwrite=args.force or sg != models[0])
+    helper = _compile_ahead(models[1:], args.dim, args.seed)
+    try:
+        for sg in models:
+            if helper is not None and sg != models[0]:
+                _finish(helper, _COMPILE_AHEAD_WAIT)
+            run_demo(sg=sg, vector_size=args.dim, epochs=args.epochs, workers=args.threads, seed=args.seed,
+                     directory=args.dir, quiet=args.quiet, overwrite=args.force or sg != models[0])
+    finally:
+        if helper is not None:
+            _finish(helper, 0)
+
+
+#: Seconds the demo waits for the helper of :func:`_compile_ahead` before compiling the kernel itself.
+_COMPILE_AHEAD_WAIT = 300
+
+
+def _compile_ahead(later, dim, seed):
+    """Start a process that compiles the training kernel of the demo's second model (into the on-disk
+    cache) while this one compiles and trains the first; return it, or None when there is nothing to
+    gain (one model, one core, a kernel already compiled, no cache to share it through).
+
+    A first demo on a cold cache spends most of its time compiling, one kernel after another on one
+    core; the second model's kernel does not depend on the first's, so with a second core free the
+    user does not wait for it. The machine does the same work, plus the helper's start (about a
+    second of CPU). The helper trains that model once on a small corpus (:func:`_compile_for_demo`),
+    so it compiles exactly the signature the real run will ask for; whatever it fails to do, this
+    process compiles as it would have.
+    """
+    from . import _config
+
+    if not later or _config.max_threads() < 2:
+        return None
+    import subprocess
+
+    from .kernels import word2vec
+
+    kernel = word2vec.train_kernel(later[0], True, True)
+    if _config.cache_dir() is None or not _config.cache_is_cold(kernel):
+        return None
+    # This very sparsemb (a checkout or an installed one), whatever the helper's working directory holds.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from sparsemb.cli import _compile_for_demo; "
+            "_compile_for_demo(*map(int, sys.argv[2:]))")
+    try:
+        return subprocess.Popen([sys.executable, "-c", code, root, str(later[0]), str(dim), str(seed)],
+                                env=dict(os.environ, NUMBA_NUM_THREADS="1"), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+
+
+def _compile_for_demo(sg, dim, seed):
+    """The helper process of :func:`_compile_ahead`: once the parent has compiled the tokenizer's
+    kernels (so that they are not compiled twice, at the same time), train the demo's model ``sg``
+    for one epoch on a tenth of its corpus, one thread, which compiles what the real run needs."""
+    import io
+    import time
+
+    from . import _config
+    from .kernels import tokenizer
+    from .word2vec.demo import run_demo
+
+    deadline = time.monotonic() + _COMPILE_AHEAD_WAIT
+    while _config.cache_is_cold(tokenizer.count_block, tokenizer.encode_block) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run_demo(sg=sg, vector_size=dim, epochs=1, workers=1, seed=seed, n_sentences=2000, quiet=True,
+             out=io.StringIO())
+
+
+def _finish(helper, timeout):
+    """Wait up to ``timeout`` seconds for the helper process, then stop it if it still runs."""
+    import subprocess
+
+    try:
+        helper.wait(timeout)
+    except subprocess.TimeoutExpired:
+        helper.kill()
+        helper.wait()
 
 
 def _plot(args, parser):
