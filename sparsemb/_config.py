@@ -29,10 +29,13 @@ from numba.core import caching
 from numba.core.dispatcher import Dispatcher
 from numba.core.runtime.nrt import rtsys
 
-#: Flags shared by every kernel. ``nogil`` lets Python threads run kernels concurrently. Every kernel
-#: is also cached on disk (see :func:`cache_dir`), through :class:`_KernelCache`, not Numba's
-#: ``cache=True``, which would write next to the installed sources.
-FLAGS = {"nogil": True}
+#: Flags shared by every kernel. ``nogil`` lets Python threads run kernels concurrently.
+#: ``no_cfunc_wrapper``: no C-callable entry point, which only a kernel passed as a first-class function
+#: value would use (none is; Python calls through the CPython wrapper, kernels call each other
+#: directly), and which cost 3% of a first run's compiling. Every kernel is also cached on disk (see
+#: :func:`cache_dir`), through :class:`_KernelCache`, not Numba's ``cache=True``, which would write
+#: next to the installed sources.
+FLAGS = {"nogil": True, "no_cfunc_wrapper": True}
 
 #: Extra flags for kernels whose inner loops may be reassociated (dot products, updates). Kernels whose
 #: results are compared bit for bit (coalesce, optimizers) do not use it.

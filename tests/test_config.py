@@ -19,15 +19,15 @@ from sparsemb import _config
 PACKAGE = os.path.dirname(os.path.abspath(sparsemb.__file__))
 ROOT = os.path.dirname(PACKAGE)
 
-# Compiles one small kernel (first_out_of_range, through kernels.lookup's id check) and the word2vec
-# alias table, and reports where their caches are and whether they were cold.
+# Compiles one small kernel (first_out_of_range, through kernels.lookup's id check), the word2vec
+# alias table and its sampler (which allocates its output through Numba's runtime), and reports where their caches are and whether they were cold.
 PROBE = textwrap.dedent("""
     import json, numpy as np
     from sparsemb import _config, kernels
     from sparsemb.kernels import embedding, word2vec
     before = _config.cache_is_cold(embedding.first_out_of_range)
     kernels.lookup(np.ones((3, 2), np.float32), [0, 2])
-    word2vec.alias_table(np.ones(4))
+    word2vec.draw_negatives(*word2vec.alias_table(np.ones(4)), 1, 3)
     print(json.dumps({"dir": _config.cache_dir(), "cold_before": before,
                       "cold_after": _config.cache_is_cold(embedding.first_out_of_range),
                       "path": embedding.first_out_of_range.stats.cache_path,
@@ -60,7 +60,7 @@ def test_cache_is_outside_the_package_under_xdg_cache_home_keyed_by_versions(tmp
     assert not os.path.commonpath([out["path"], PACKAGE]) == PACKAGE
     names = [os.path.basename(f) for f in files_in(expected)]
     assert any(n.startswith("embedding.first_out_of_range") and n.endswith(".nbi") for n in names)
-    assert any(n.startswith("word2vec.alias_table") and n.endswith(".nbc") for n in names)
+    assert any(n.startswith("word2vec._alias_table") and n.endswith(".nbc") for n in names)
 
 
 def test_numba_cache_dir_is_honoured(tmp_path):
@@ -87,7 +87,7 @@ def test_second_run_loads_from_the_cache_and_the_check_sees_it(tmp_path):
 
 def test_a_cache_hit_loads_none_of_numbas_lowering_modules_and_compiling_after_it_works(tmp_path):
     # Loading cached machine code skips Numba's context refresh (its lowering modules, scipy.linalg):
-    # the loaded kernels must still run (alias_table allocates through Numba's runtime), and a kernel
+    # the loaded kernels must still run (draw_negatives allocates through Numba's runtime), and a kernel
     # compiled afterwards in the same process (a signature not in the cache) must still compile.
     run({"XDG_CACHE_HOME": str(tmp_path)})
     code = textwrap.dedent("""
@@ -98,6 +98,7 @@ def test_a_cache_hit_loads_none_of_numbas_lowering_modules_and_compiling_after_i
         ok = kernels.lookup(w, [0, 2]).tolist() == [[0, 1], [4, 5]]
         prob, alias = word2vec.alias_table(np.array([1.0, 3.0]))
         ok = ok and prob.shape == (2,) and alias.shape == (2,)
+        ok = ok and set(word2vec.draw_negatives(prob, alias, 1, 50).tolist()) == {0, 1}
         loaded = sorted(m for m in ("numba.np.arraymath", "numba.np.linalg", "scipy.linalg") if m in sys.modules)
         ok = ok and kernels.lookup(w.astype(np.float64), np.array([1], np.int32)).tolist() == [[2, 3]]
         print(json.dumps({"ok": ok, "loaded": loaded}))
