@@ -3,7 +3,8 @@
 Each run is a fresh process (``python -c``) with an empty temporary ``NUMBA_CACHE_DIR``: it imports
 sparsemb and runs ``sparsemb demo --quiet`` (:func:`sparsemb.cli.main`: skip-gram, then CBOW, on the
 generated corpus). A listener on Numba's ``numba:compile`` event times every compilation of that
-process: per kernel and signature, *inclusive* (the kernel's own compile call) and *self* (minus the
+process, in CPU seconds of the compiling thread (less disturbed by other work on the machine than
+wall seconds): per kernel and signature, *inclusive* (the kernel's own compile call) and *self* (minus the
 sparsemb kernels compiled inside it, which a non-inlined callee is; Numba's own implementations it
 pulls in, np.empty or the formatting of an error message, count as its own). A second process on the
 now full cache gives the warm time; cold minus warm is what compiling costs a first run. Runs
@@ -57,11 +58,11 @@ class Timer(ev.Listener):
         # while a kernel compiles are that kernel's cost: charged to the nearest sparsemb caller.
         sig = ", ".join(str(a) for a in event.data["args"])
         owner = [name, sig] if ours or not stack else stack[-1][4]
-        stack.append([name, sig, time.perf_counter(), 0.0, owner])
+        stack.append([name, sig, time.thread_time(), 0.0, owner])
 
     def on_end(self, event):
         name, sig, start, inner, owner = stack.pop()
-        total = time.perf_counter() - start
+        total = time.thread_time() - start
         if stack:
             stack[-1][3] += total
         records.append({"kernel": name, "owner": owner, "sig": sig, "inclusive": total,
@@ -192,14 +193,14 @@ def main(argv=None):
               row("CPU seconds, cold run (the demo's processes)", "cold_cpu"),
               row("CPU seconds, warm run", "warm_cpu"),
               row("CPU seconds, cold - warm (median of each round's)", "diff_cpu"),
-              row("inside Numba compiles", "compile"),
+              row("inside Numba compiles (CPU seconds of the compiling thread)", "compile"),
               row("compilations (kernel x signature, Numba's own included)", "count", "{:.0f}")]
     if clis:
         med = statistics.median
         lines += [f"| `sparsemb demo --quiet` (installed) cold / warm | {med(a for a, _ in clis):.2f} / "
                   f"{med(b for _, b in clis):.2f} |" + " |" * (len(trees) - 1)]
     all_k = sorted({k for r in res for k in r["kernels"]}, key=lambda k: -max(r["kernels"].get(k, [0])[0] for r in res))
-    lines += ["", f"| compile seconds of kernel (signatures) | {cols} |", bar]
+    lines += ["", f"| compile CPU seconds of kernel (signatures) | {cols} |", bar]
     for k in all_k:
         cells = [f"{r['kernels'][k][0]:.2f} ({r['kernels'][k][1]})" if k in r["kernels"] else "-" for r in res]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
