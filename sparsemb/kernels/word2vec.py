@@ -631,8 +631,8 @@ def _stretch(t, smp, cfg, span, state, scr, center):
     sentence of ``span``, ``center`` (one of the ``_*_center`` functions, inlined) at each position of
     the sentence, with the context in positions ``lo:hi``.
 
-    No min() or max() here or in what is inlined (and no array made): each would compile an
-    implementation of its own on a first run."""
+    No min() or max() here or in the centre functions, and no array made (the buffers ``scr`` come
+    from :func:`train_stretch`): each would compile an implementation of its own on a first run."""
     ids, starts = span.ids, span.starts
     window = cfg.window
     sent = scr.sent
