@@ -25,6 +25,7 @@ from numba.extending import overload
 
 from .._config import jit
 from .._limits import MAX_SENTENCE_LENGTH
+from .embedding import aligned_empty
 from .optim import adagrad_row_update
 from .prefetch import prefetch_row
 
@@ -735,9 +736,15 @@ def train_stretch(tables, sampling, config, span, state):
 
 def _scratch(syn0, config):
     """The buffers of one call of a training kernel (:class:`_Scratch`), made here rather than in the
-    kernel, where each np.empty of another shape or dtype would compile an implementation of its own."""
+    kernel, where each np.empty of another shape or dtype would compile an implementation of its own.
+
+    Each on cache lines of its own (:func:`~sparsemb.kernels.embedding.aligned_empty`): NumPy hands
+    small arrays of two threads out of one pool, and the kernels write these on every example, so two
+    threads' buffers sharing a line would make it bounce between the cores."""
     dim, window, targets = syn0.shape[1], config.window, config.negative + 1
-    return _Scratch(np.empty(MAX_SENTENCE_LENGTH, dtype=np.int32), np.empty((3, dim), dtype=syn0.dtype),
-                    np.empty((2 * window, dim), dtype=syn0.dtype),
-                    np.empty((2, max(2 * window, targets)), dtype=np.int64),
-                    np.empty((2 * window, targets), dtype=syn0.dtype), np.ones(2 * window, dtype=syn0.dtype))
+    dt = syn0.dtype
+    unit = aligned_empty(2 * window, dt)
+    unit[:] = 1
+    return _Scratch(aligned_empty(MAX_SENTENCE_LENGTH, np.int32), aligned_empty((3, dim), dt),
+                    aligned_empty((2 * window, dim), dt), aligned_empty((2, max(2 * window, targets)), np.int64),
+                    aligned_empty((2 * window, targets), dt), unit)
