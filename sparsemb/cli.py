@@ -26,17 +26,19 @@ def _number(kind, low, strict=False, high=None, why=""):
     ``why`` says why the upper bound is there; it ends the error message.
     """
     what = f"{'an integer' if kind is int else 'a number'} {'>' if strict else '>='} {low:g}"
-    if high is not None:
-        what += f" and <= {high:g}"
+    limit = "" if high is None else f" and <= {high if kind is int else format(high, 'g')}"
+    if high is not None and high < _BIG:  # a bound no one reaches is named only to whoever passes it
+        what, limit = what + limit, ""
 
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if not math.isfinite(value) or value < low or (strict and value == low) or (
-                high is not None and value > high):
+        if not math.isfinite(value) or value < low or (strict and value == low):
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}{why}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be {what}{limit}, got {text!r}{why}")
         return value
 
     return parse

@@ -314,6 +314,15 @@ def test_out_of_range_numbers_are_usage_errors_naming_the_flag(corpus, tmp_path,
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and flag in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+    assert "e+" not in err  # bounds are written as integers, not 4.61169e+18
+
+
+def test_a_bound_nobody_reaches_is_named_only_past_it(corpus, tmp_path, capsys):
+    for value, said in (("0", "must be an integer >= 1, got '0'"),
+                        ("99999999999999999999", f"must be an integer >= 1 and <= {2**62}, got")):
+        with pytest.raises(SystemExit):
+            main(["train", corpus, "-o", str(tmp_path / "v.bin"), "--dim", value])
+        assert said in capsys.readouterr().err
 
 
 def test_tables_that_cannot_fit_are_refused_with_their_size(corpus, tmp_path, capsys):
