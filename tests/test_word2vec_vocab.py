@@ -251,7 +251,8 @@ def test_byte_ranges_start_at_lines_and_together_read_the_whole_file(tricky_corp
 
 
 @pytest.mark.parametrize("workers", [2, 3, 7])
-def test_counting_in_threads_gives_the_same_table_and_one_warning(tricky_corpus, workers):
+def test_counting_in_threads_gives_the_same_table_and_one_warning(tricky_corpus, workers, monkeypatch):
+    monkeypatch.setattr(C, "COUNT_RANGE_BYTES", 1)  # the corpus is small: let every thread count
     with pytest.warns(UnicodeWarning, match="invalid UTF-8") as one_record:
         one, one_tokens, one_sentences = C.count_file(tricky_corpus)
     with pytest.warns(UnicodeWarning, match="invalid UTF-8") as record:
@@ -271,3 +272,12 @@ def test_merging_word_tables_grows_the_target_and_adds_counts():
     a.merge(b)
     assert a.words(range(a.n_words)) == ["x", "y"] + [f"w{i}" for i in range(100)]
     assert a.counts[: a.n_words].tolist() == [5, 1 + 101] + list(range(1, 101))
+
+
+def test_a_small_file_is_counted_in_one_piece(tricky_corpus, monkeypatch):
+    """Below COUNT_RANGE_BYTES a thread each is not worth its start: no tables to merge."""
+    merged = []
+    monkeypatch.setattr(C.WordTable, "merge", lambda self, other: merged.append(other))
+    with pytest.warns(UnicodeWarning, match="invalid UTF-8"):  # the corpus has some, on purpose
+        table, n_tokens, _ = C.count_file(tricky_corpus, 8)
+    assert merged == [] and n_tokens > 0 and table.n_words > 0

@@ -126,8 +126,7 @@ def wide_rows(table):
 def prefetch_row(table, row):
     """Ask for every cache line of ``table[row]`` (a 2-D table), if rows are long enough to gain."""
     if wide_rows(table):
-        step = max(_LINE // table.itemsize, 1)
-        for c in range(0, table.shape[1], step):
+        for c in range(0, table.shape[1], _LINE // table.itemsize):  # items of at most a line
             _prefetch(table, (row, c))
 
 

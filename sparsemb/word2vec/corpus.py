@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 from .._limits import MAX_SENTENCE_LENGTH
 
 _BLOCK_BYTES = 1 << 20
+#: Bytes of a file below which counting it in more threads is not worth their start (and merge).
+COUNT_RANGE_BYTES = 4 << 20
 
 #: Bytes per block read by the Numba reader.
 _SCAN_BYTES = 1 << 18
@@ -377,8 +379,9 @@ def _count_range(path, lo, hi, invalid):
 def count_file(path, workers=1):
     """Count the words of a text file with the Numba reader.
 
-    ``workers`` threads count equal byte ranges of the file at once (the kernel releases the GIL);
-    their tables are then merged in file order, so the result is the same for any number of them.
+    ``workers`` threads (at most one per :data:`COUNT_RANGE_BYTES` of the file) count equal byte
+    ranges of the file at once (the kernel releases the GIL); their tables are then merged in file
+    order, so the result is the same for any number of them.
 
     Returns
     -------
@@ -388,7 +391,10 @@ def count_file(path, workers=1):
         Tokens, and sentences as :func:`file_sentences` makes them.
     """
     path = check_corpus_file(path)
-    offsets = byte_ranges(path, max(int(workers), 1))
+    # A thread per COUNT_RANGE_BYTES at most: a small file is counted in one piece, and its first run
+    # compiles no merge kernel (half a second), for a count that takes milliseconds either way.
+    workers = min(max(int(workers), 1), max(os.path.getsize(path) // COUNT_RANGE_BYTES, 1))
+    offsets = byte_ranges(path, workers)
     n = len(offsets) - 1
     parts, invalid, errors = [None] * n, [[] for _ in range(n)], []
 
