@@ -279,7 +279,10 @@ def _pretrained(embeddings, copy, freeze):
     """The table ``from_pretrained`` keeps: a C-ordered copy, or with ``copy=False`` the array itself
     (a memmap stays mapped), which must then be usable as it is."""
     if copy:
-        return np.array(K.as_table(embeddings, "embeddings"), copy=True, order="C")
+        table = K.as_table(embeddings, "embeddings")
+        w = K.aligned_empty(table.shape, table.dtype)
+        w[...] = table
+        return w
     if not isinstance(embeddings, np.ndarray):
         raise TypeError(f"from_pretrained(copy=False) keeps a NumPy array (or np.memmap) as the table, "
                         f"got {type(embeddings).__name__}")
@@ -602,7 +605,7 @@ class _Table(Module):
             self.weight = _storage.open_array(storage, (self.num_embeddings, self.embedding_dim),
                                               _check_dtype(dtype), init=self._draw)
         elif _weight is None:
-            self.weight = np.empty((self.num_embeddings, self.embedding_dim), dtype=_check_dtype(dtype))
+            self.weight = K.aligned_empty((self.num_embeddings, self.embedding_dim), _check_dtype(dtype))
             self.reset_parameters()
         else:
             self.weight = _check_weight(_weight, self.num_embeddings, self.embedding_dim, dtype)
@@ -854,7 +857,7 @@ class Embedding(_Table):
         idx = K.as_ids(ids, self.num_embeddings)
         flat = idx.reshape(-1)
         self._renorm(flat)
-        out = np.empty((flat.size, self.embedding_dim), dtype=self.weight.dtype)
+        out = K.aligned_empty((flat.size, self.embedding_dim), self.weight.dtype)  # streamed when large
         K.gather(self.weight, flat, out)
         # Saved ids must not follow later in-place changes to the caller's array.
         self._saved = idx if idx is not ids and idx.base is None else idx.copy()
@@ -980,7 +983,7 @@ class EmbeddingBag(_Table):
             psw = np.array(p.reshape(-1), dtype=self.weight.dtype, copy=True)
         self._renorm(flat)
         n_bags = starts.size - 1
-        out = np.empty((n_bags, self.embedding_dim), dtype=self.weight.dtype)
+        out = K.aligned_empty((n_bags, self.embedding_dim), self.weight.dtype)
         counts = np.empty(n_bags, dtype=np.int64)
         mode = _MODES[self.mode]
         argmax = np.empty((n_bags if mode == B.MAX else 0, self.embedding_dim), dtype=np.int64)

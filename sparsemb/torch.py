@@ -21,6 +21,7 @@ import torch
 
 from . import nn as _nn
 from . import optim as _optim
+from .kernels import aligned_empty
 
 __all__ = ["Embedding", "EmbeddingBag", "optimizer_state_to_torch", "FUSED_OPTIMIZERS"]
 
@@ -42,7 +43,7 @@ def _new_table(shape, dtype):
         np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     except TypeError:
         return torch.empty(shape, dtype=dtype)
-    return torch.from_numpy(np.empty(shape, dtype=np_dtype))
+    return torch.from_numpy(aligned_empty(shape, np_dtype))
 
 
 def _numpy(t, name):

@@ -441,3 +441,19 @@ def test_the_view_passed_is_locked_even_where_numpy_skips_it_as_a_base():
     emb.zero_grad()
     v[0] = 2
     assert buf[0, 0] == 2 and not any(np.shares_memory(a, buf) for a, _ in sm.nn._LOCKS.values())
+
+
+@pytest.mark.parametrize("opt", [sm.optim.Adagrad, sm.optim.RowwiseAdagrad, sm.optim.SparseAdam])
+def test_tables_state_and_outputs_start_on_a_cache_line(opt):
+    """A layer's own table, its optimizer's state and a lookup's output start on a 64-byte line, so that
+    rows of 64 float32 span 4 lines, not 5 (and large outputs can be streamed)."""
+    line = sm.kernels.embedding.ALIGN
+    for emb in (sm.Embedding(1000, 64, seed=0), sm.Embedding.from_pretrained(np.ones((1000, 64))),
+                sm.EmbeddingBag(1000, 16, seed=0)):
+        o = opt([emb])
+        out = emb(np.arange(12).reshape(3, 4))
+        assert emb.weight.ctypes.data % line == 0 and out.ctypes.data % line == 0
+        emb.backward(np.ones_like(out))
+        o.step()
+        arrays = [v for state in o.state.values() for v in state.values() if isinstance(v, np.ndarray)]
+        assert arrays and all(a.ctypes.data % line == 0 for a in arrays)

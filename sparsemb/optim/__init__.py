@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _storage
-from ..kernels import as_ids
+from ..kernels import aligned_empty, as_ids
 from ..kernels import optim as K
 from ..nn import Parameter, _Table
 
@@ -327,8 +327,11 @@ class Optimizer:
 
     def _init_state(self, layer, hyper) -> dict:
         dtype = layer.weight.dtype
-        return {"step": 0} | {k: np.full(shape, self._fill(k, hyper), dtype)
-                              for k, (shape, _) in self._array_specs(layer).items()}
+        state = {"step": 0}
+        for k, (shape, _) in self._array_specs(layer).items():
+            state[k] = aligned_empty(shape, dtype)  # on a cache line, as the layer's own table
+            state[k][...] = self._fill(k, hyper)
+        return state
 
     def _state_files(self, p, index):
         """State name (and ``"step"``) -> (path, shape) of ``p``'s state files, or None for state in
