@@ -675,7 +675,8 @@ class Word2Vec:
               start_alpha=None, end_alpha=None, word_count=0, queue_factor=2, report_delay=1.0,
               compute_loss=False, callbacks=(), *, sentences=None, quiet=None, **kwargs):
         """Train on a corpus, as gensim's ``train``: a file is read again every epoch (in pieces, each
-        taken by the next free thread), an iterable re-iterated every epoch (batches handed to the threads as it is read).
+        taken by the next free thread), an iterable re-iterated every epoch (batches handed to the
+        threads as it is read).
 
         Parameters
         ----------
