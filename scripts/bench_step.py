@@ -12,9 +12,10 @@ gradient ``g`` is one fixed random (n, 64) array, the same for both.
 
 Memory-traffic floor: the bytes a step cannot avoid moving (lookup: read ids, read n rows, write the
 (n, dim) output; backward + update: read the (n, dim) gradient, read + write each unique row of the
-weight and of each state array) divided by the copy bandwidth: the faster of np.copyto and a copy
-split over the step's threads, both timed in the same rounds. "of floor" = floor time /
-step time. A second table shows our step time for 100,000 to 10,000,000 rows (same ids draw).
+weight and of each state array, a state of one value a row by the 64-byte lines it touches) divided
+by the copy bandwidth: the faster of np.copyto and a copy split over the step's threads, both timed
+in the same rounds. "of floor" = floor time / step time. A second table shows our step time for
+100,000 to 10,000,000 rows (same ids draw).
 """
 from __future__ import annotations
 
@@ -39,11 +40,18 @@ OPTIMIZERS = {
 TORCH_KW = {"SGD": {"lr": 0.01}, "Adagrad": {}, "SparseAdam": {}}
 
 
-def floor_bytes(n, n_unique, dim, itemsize, row_states, scalar_states):
-    """Bytes a step must move: lookup, gradient read, read+write of the touched rows and state."""
+#: Bytes memory moves at a time: a state of one value a row (RowwiseAdagrad's) is read and written
+#: by whole lines, 16 float32 rows to a line (the arrays sparsemb allocates start on a line).
+LINE = 64
+
+
+def floor_bytes(n, unique_ids, dim, itemsize, row_states, scalar_states):
+    """Bytes a step must move: lookup, gradient read, read+write of the touched rows and state (a
+    state of one value a row by the lines its touched rows fall in)."""
     lookup = n * 8 + 2 * n * dim * itemsize
     backward = n * dim * itemsize
-    update = 2 * n_unique * itemsize * (dim * (1 + row_states) + scalar_states)
+    lines = np.unique(unique_ids // (LINE // itemsize)).size
+    update = 2 * (unique_ids.size * itemsize * dim * (1 + row_states) + scalar_states * lines * LINE)
     return lookup + backward + update
 
 
@@ -78,7 +86,8 @@ def torch_step(torch, name, ids, g):
 
 def compare(torch, ids, g, rounds, markdown):
     """Ours vs PyTorch at 1,000,000 rows, every optimizer interleaved; returns (table, targets)."""
-    n_unique = np.unique(ids).size
+    unique_ids = np.unique(ids)
+    n_unique = unique_ids.size
     out_bytes = BATCH * DIM * 4
     emb = sm.Embedding(NUM_EMBEDDINGS, DIM, seed=0)
     cases = {  # where the time goes, for reading the step rows
@@ -106,7 +115,7 @@ def compare(torch, ids, g, rounds, markdown):
     for name, (_, _, row_states, scalar_states) in OPTIMIZERS.items():
         ours, theirs = t[f"{name}: sparsemb"], t.get(f"{name}: torch")
         loop = t[f"{name}: sparsemb loop"]
-        fb = floor_bytes(BATCH, n_unique, DIM, 4, row_states, scalar_states)
+        fb = floor_bytes(BATCH, unique_ids, DIM, 4, row_states, scalar_states)
         floor_s = fb / (copy_bw * 1e9)
         speedup = theirs / ours if theirs else None
         rows.append([name, fmt(ours * 1e3, ".2f"), fmt(loop * 1e3, ".2f"),
@@ -170,8 +179,9 @@ def main(argv=None):
               f"({n_unique:,} unique), {THREADS} threads, median of {args.rounds} interleaved rounds; "
               "fused step = forward + opt.backward_step; loop = zero_grad + forward + backward + step"] + parts
     blocks.append("floor = (ids + n rows read + n x dim output written + n x dim gradient read + "
-                  "each unique row of weight and state read and written) / copy bandwidth (the faster "
-                  "of the two copies). "
+                  "each unique row of weight and state read and written; a state of one value a row "
+                  "counted by the 64-byte lines its rows fall in, as memory moves them) / copy "
+                  "bandwidth (the faster of the two copies). "
                   "RowwiseAdagrad has no PyTorch counterpart (n/a). The last table uses the same "
                   f"Zipf draw folded into each table size, {args.flat_rounds} interleaved rounds.")
     print(report("bench_step: full training step", machine(torch), blocks, args.markdown))

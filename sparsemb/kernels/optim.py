@@ -86,9 +86,11 @@ def adagrad_step(weight, accum, indices, order, starts, src, coef, grad, clr, ep
 def _sum_squares(x):
     """``sum(x**2)``, reassociated so that it vectorises (a strict left-to-right sum of a 64-wide row
     cost as much as the rest of a row-wise Adagrad step). Not inlined into the caller, so the flag
-    stays on these instructions only."""
-    s = x[0] * x[0]
-    for j in range(1, x.shape[0]):
+    stays on these instructions only. The sum starts from a zero of ``x``'s dtype and runs over every
+    item, so a row of 64 is whole vectors; starting from ``x[0]**2`` left 63 items, summed 32 at a
+    time, then 4, then 1 (a chain of 10 dependent adds a row, which made the step 3-12% slower)."""
+    s = x.dtype.type(0)
+    for j in range(x.shape[0]):
         s += x[j] * x[j]
     return s
 
