@@ -25,6 +25,7 @@ from numba.extending import overload
 
 from .._config import jit
 from .._limits import MAX_SENTENCE_LENGTH
+from .borrow import borrowed
 from .embedding import aligned_empty
 from .optim import adagrad_row_update
 from .prefetch import prefetch_row
@@ -674,17 +675,20 @@ def _stretch(t, smp, cfg, span, state, scr, center):
 
 @jit(fastmath=True)
 def _train_sg_shared(tables, sampling, config, span, state, scratch):
-    return _stretch(tables, sampling, config, span, state, scratch, _sg_center_shared)
+    return _stretch(borrowed(tables), borrowed(sampling), config, borrowed(span), state, borrowed(scratch),
+                    _sg_center_shared)
 
 
 @jit(fastmath=True)
 def _train_sg(tables, sampling, config, span, state, scratch):
-    return _stretch(tables, sampling, config, span, state, scratch, _sg_center)
+    return _stretch(borrowed(tables), borrowed(sampling), config, borrowed(span), state, borrowed(scratch),
+                    _sg_center)
 
 
 @jit(fastmath=True)
 def _train_cbow(tables, sampling, config, span, state, scratch):
-    return _stretch(tables, sampling, config, span, state, scratch, _cbow_center)
+    return _stretch(borrowed(tables), borrowed(sampling), config, borrowed(span), state, borrowed(scratch),
+                    _cbow_center)
 
 
 def train_kernel(sg, shared, negative):

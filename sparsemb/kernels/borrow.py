@@ -1,0 +1,45 @@
+"""Borrowed arrays: views a kernel's hot loops can pass around without reference counting.
+
+Numba counts references to every array through its *meminfo*: each time a function (inlined or not)
+takes an array argument, it adds one reference on entry and drops it on exit, two atomic operations
+on a counter shared by every thread using that array, unless LLVM can see both ends in one block.
+A word2vec kernel hands its bundles of tables (:class:`~sparsemb.kernels.word2vec.Tables` and the
+others, about twenty arrays) to the function of each centre word, so every example paid some
+sixty atomic operations; each is also a full memory fence, and with two threads the counters'
+cache lines moved between the cores on every example.
+
+:func:`borrowed` returns a bundle whose arrays have no meminfo: the same data, shape and strides,
+but reference counting on them is a test of a null pointer. It is for the arrays a kernel was
+called with, which the caller keeps alive until the kernel returns; a borrowed array must not
+outlive the call (never returned, stored, or given to an object that keeps it).
+"""
+from __future__ import annotations
+
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+#: The members a borrowed bundle may have besides arrays: values with nothing to count.
+_PLAIN = (types.Number, types.Boolean, types.NoneType)
+
+
+@intrinsic
+def borrowed(typingctx, bundle):
+    """``bundle`` (a tuple or named tuple of arrays, numbers, booleans and None) with each array
+    replaced by a borrowed view of the same data: same type, no meminfo, no parent object."""
+    if not (isinstance(bundle, types.BaseTuple)
+            and all(isinstance(t, (types.Array, *_PLAIN)) for t in bundle.types)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        (value,) = args
+        for i, ty in enumerate(bundle.types):
+            if isinstance(ty, types.Array):
+                array = context.make_array(ty)(context, builder, builder.extract_value(value, i))
+                array.meminfo = cgutils.get_null_value(array.meminfo.type)
+                array.parent = cgutils.get_null_value(array.parent.type)
+                value = builder.insert_value(value, array._getvalue(), i)
+        return value
+
+    return bundle(bundle), codegen
