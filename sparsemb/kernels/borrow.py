@@ -16,7 +16,7 @@ outlive the call (never returned, stored, or given to an object that keeps it).
 from __future__ import annotations
 
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
 
 
@@ -25,7 +25,7 @@ _PLAIN = (types.Number, types.Boolean, types.NoneType)
 
 
 @intrinsic
-def borrowed(typingctx, bundle):
+def _borrowed(typingctx, bundle):
     """``bundle`` (a tuple or named tuple of arrays, numbers, booleans and None) with each array
     replaced by a borrowed view of the same data: same type, no meminfo, no parent object."""
     if not (isinstance(bundle, types.BaseTuple)
@@ -43,3 +43,12 @@ def borrowed(typingctx, bundle):
         return value
 
     return bundle(bundle), codegen
+
+
+def _as_is(bundle):
+    return bundle
+
+
+#: In compiled code :func:`_borrowed`; in Python (``NUMBA_DISABLE_JIT``), where nothing counts
+#: references, the bundle as it is.
+borrowed = _as_is if config.DISABLE_JIT else _borrowed
