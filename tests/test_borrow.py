@@ -79,3 +79,18 @@ def test_borrowed_refuses_members_that_count_references_of_their_own():
 
     with pytest.raises(TypingError):
         nested((np.zeros(3), (np.zeros(2), 1)))
+
+
+def test_borrowed_array_is_the_same_data():
+    @jit()
+    def fill(a):
+        b = borrowed(a)
+        for i in range(b.shape[0]):
+            b[i] = i
+        return b.sum()
+
+    a = np.zeros(5)
+    refs = sys.getrefcount(a)
+    assert fill(a) == 10
+    np.testing.assert_array_equal(a, np.arange(5.0))
+    assert sys.getrefcount(a) == refs

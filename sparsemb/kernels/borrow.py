@@ -24,10 +24,20 @@ from numba.extending import intrinsic
 _PLAIN = (types.Number, types.Boolean, types.NoneType)
 
 
+def _borrow_array(context, builder, ty, value):
+    array = context.make_array(ty)(context, builder, value)
+    array.meminfo = cgutils.get_null_value(array.meminfo.type)
+    array.parent = cgutils.get_null_value(array.parent.type)
+    return array._getvalue()
+
+
 @intrinsic
 def _borrowed(typingctx, bundle):
-    """``bundle`` (a tuple or named tuple of arrays, numbers, booleans and None) with each array
-    replaced by a borrowed view of the same data: same type, no meminfo, no parent object."""
+    """A borrowed view of the array ``bundle`` (same type, no meminfo, no parent object), or
+    ``bundle`` (a tuple or named tuple of arrays, numbers, booleans and None) with each array
+    replaced by one."""
+    if isinstance(bundle, types.Array):
+        return bundle(bundle), lambda context, builder, sig, args: _borrow_array(context, builder, bundle, args[0])
     if not (isinstance(bundle, types.BaseTuple)
             and all(isinstance(t, (types.Array, *_PLAIN)) for t in bundle.types)):
         return None
@@ -36,10 +46,8 @@ def _borrowed(typingctx, bundle):
         (value,) = args
         for i, ty in enumerate(bundle.types):
             if isinstance(ty, types.Array):
-                array = context.make_array(ty)(context, builder, builder.extract_value(value, i))
-                array.meminfo = cgutils.get_null_value(array.meminfo.type)
-                array.parent = cgutils.get_null_value(array.parent.type)
-                value = builder.insert_value(value, array._getvalue(), i)
+                value = builder.insert_value(value, _borrow_array(context, builder, ty,
+                                                                  builder.extract_value(value, i)), i)
         return value
 
     return bundle(bundle), codegen

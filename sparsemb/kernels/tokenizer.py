@@ -13,6 +13,7 @@ import numpy as np
 
 from .._config import jit
 from .._limits import MAX_SENTENCE_LENGTH
+from .borrow import borrowed
 
 #: Slots of the resumable ``state`` arrays (int64) of :func:`count_block` and :func:`merge_counts`: where
 #: to resume (a byte of the block, a word of the other table), words in the table, and, counting, tokens,
@@ -268,6 +269,7 @@ def count_block(data, state, slots, word_off, arena, heads, counts):
     LINE_TOKENS. Returns 0 when the block is done, or 1 when the table, word arrays or arena are full:
     grow them and call again (``state[POS]`` is where to resume).
     """
+    data = borrowed(data)  # handed to _wide_space, a call, at each byte that may start a wide space
     i, n_words, n_tok = state[POS], state[N_WORDS], state[N_TOKENS]
     n_sent, line_tok = state[N_SENTENCES], state[LINE_TOKENS]
     end = data.shape[0]
@@ -321,6 +323,7 @@ def encode_block(data, pos, slots, word_off, arena, heads, ids, starts):
     n_sent : int
         Sentence ``s`` is ``ids[starts[s]:starts[s + 1]]``.
     """
+    data = borrowed(data)  # as in count_block
     i = pos
     end = data.shape[0]
     n = 0
