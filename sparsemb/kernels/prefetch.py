@@ -99,6 +99,29 @@ def store_fence(typingctx):
     return types.void(), codegen
 
 
+def _items_in(nbytes):
+    """An intrinsic giving how many items of an array's dtype fit in ``nbytes`` (at least 1), as a
+    constant of the compiled code: ``nbytes // array.itemsize`` reads the item size from the array
+    at run time and divides, a 64-bit integer division at each row prefetched or streamed."""
+
+    @intrinsic
+    def items(typingctx, array):
+        if not isinstance(array, types.Array):
+            return None
+
+        def codegen(context, builder, signature, args):
+            size = context.get_abi_sizeof(context.get_data_type(array.dtype))
+            return context.get_constant(types.intp, max(nbytes // size, 1))
+
+        return types.intp(array), codegen
+
+    return items
+
+
+_line_items = _items_in(_LINE)
+_stream_items = _items_in(STREAM_BYTES)
+
+
 @jit(inline="always")
 def streams(out):
     """Whether rows of the 2-D C-contiguous ``out`` can be written with streaming stores, and gain:
@@ -112,7 +135,7 @@ def streams(out):
 @jit(inline="always")
 def stream_row(out, i, table, r):
     """``out[i] = table[r]`` with streaming stores (where :func:`streams` says so)."""
-    for j in range(0, out.shape[1], STREAM_BYTES // out.itemsize):
+    for j in range(0, out.shape[1], _stream_items(out)):
         _stream_chunk(out, i, j, table, r)
 
 
@@ -126,7 +149,7 @@ def wide_rows(table):
 def prefetch_row(table, row):
     """Ask for every cache line of ``table[row]`` (a 2-D table), if rows are long enough to gain."""
     if wide_rows(table):
-        for c in range(0, table.shape[1], _LINE // table.itemsize):  # items of at most a line
+        for c in range(0, table.shape[1], _line_items(table)):
             _prefetch(table, (row, c))
 
 
