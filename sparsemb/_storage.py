@@ -222,6 +222,7 @@ def open_array(path, shape, dtype, init=None, writable=True, access="random") ->
                          f"got {access!r}")
     if os.path.exists(path):
         a = _reopen(path, shape, dtype, writable)
+        replay_logs(a)  # a cached table's rows left in logs by a process that died
     elif not writable:
         raise FileNotFoundError(f"storage file does not exist: {path} (it is opened read-only, "
                                 "so it is not created)")
@@ -269,6 +270,9 @@ def _create(path, shape, dtype, init):
     header = _header(shape, dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     check_space([(target, shape, dtype)])
+    stale = log_dir(target)  # the logs of a file removed since: not this file's rows
+    if os.path.isdir(stale):
+        shutil.rmtree(stale)
     with atomic_write(target) as f:
         f.write(header)
         f.flush()
@@ -604,17 +608,27 @@ def restore(directory, **objects) -> None:
 
 # -- row cache -------------------------------------------------------------------------------------
 
-#: Threads reading a row cache's rows, and threads writing them: each waits on the disk, so many
-#: in flight keep it busy (512-byte O_DIRECT random reads here: 58k/s with 8 in flight, 88k/s with
-#: 32; writes 25k/s and 31k/s). Writes have threads of their own, so that reads never queue behind
-#: them.
+#: Threads reading a row cache's rows, and threads appending to its logs: each waits on the disk,
+#: so many in flight keep it busy (512-byte O_DIRECT random reads here: 58k/s with 8 in flight,
+#: 88k/s with 32). Writes have threads of their own, so that reads never queue behind them.
 READ_THREADS = 32
 WRITE_THREADS = 32
 
-#: Rows :meth:`RowCache.write_back` writes at a time: its buffer stays small (8 MiB of 512-byte
-#: records) beside a cache that may fill the memory allowed (with 32 MiB, a process whose cache
-#: filled a 1 GiB memory cgroup to 988 MiB was killed writing back at exit).
-WRITE_BACK_ROWS = 1 << 14
+#: Rows of a cached table's file per log. The changed rows a cache evicts are not written in place
+#: (one random write each: 31k/s here, against 88k/s random reads, so writes bounded a step) but
+#: appended to the log of their range of rows, a few kilobytes per range a step; a range's log is
+#: merged into the file (the range read, overlaid with the log, written back: sequential) once it
+#: holds :data:`LOG_FRACTION` of the range's bytes. 16,384 rows: 8 MiB of 512-byte records, the
+#: merge's buffer.
+LOG_RANGE_ROWS = 1 << 14
+#: A range's log is merged when it reaches this fraction of the range's size: the logs take at
+#: most about this fraction of the file's size on disk, and each evicted row costs
+#: (2 / LOG_FRACTION + 1) record sizes of sequential I/O (read and write the range, read the log).
+LOG_FRACTION = 0.5
+#: A log chunk (the rows one eviction appended to a range) starts with a header of int64s:
+#: this magic, the row count, the rows; padded to :data:`_LOG_ALIGN` bytes, then the records.
+_LOG_MAGIC = int.from_bytes(b"smbrows1", "little")
+_LOG_ALIGN = 512  # O_DIRECT's unit: the header and 512-byte records keep every chunk aligned
 
 _pools = {}
 
@@ -622,7 +636,7 @@ _pools = {}
 def _pool(kind):
     with _prefetcher_lock:
         if kind not in _pools:
-            n = READ_THREADS if kind == "read" else WRITE_THREADS
+            n = {"read": READ_THREADS, "write": WRITE_THREADS}.get(kind, 1)
             _pools[kind] = ThreadPoolExecutor(n, thread_name_prefix=f"sparsemb-{kind}")
         return _pools[kind]
 
@@ -636,18 +650,238 @@ def _aligned(count, dtype, align=4096):
     return raw[start:start + nbytes].view(dtype)
 
 
-class _Writes:
-    """Records being written to a file on the write threads: ``ids`` (sorted), their ``records``, and
-    the futures of the writes (see :func:`_io`)."""
+def log_dir(path) -> str:
+    """The directory of the logs of the cached table in file ``path``: rows changed since the file
+    was last merged (see :class:`RowCache`); absent when there are none."""
+    return os.fspath(path) + ".log"
 
-    def __init__(self, fd, offset, ids, records, threads=True):
-        self.ids, self.records = ids, records
-        jobs = _jobs(offset, ids, records)
-        if threads:
-            self.futures = _submit("write", fd, jobs, True)
-        else:
-            _io(fd, jobs, True)
-            self.futures = []
+
+def _log_chunks(data, dtype):
+    """(rows, records) of each whole chunk of a log's bytes ``data`` (uint8), oldest first; a chunk
+    cut short (the process died while appending it) ends the log."""
+    pos, size = 0, dtype.itemsize
+    while pos + 16 <= data.size:
+        magic, count = (int(x) for x in data[pos:pos + 16].view(np.int64))
+        head = -(-(2 + count) * 8 // _LOG_ALIGN) * _LOG_ALIGN
+        end = pos + head + count * size
+        if magic != _LOG_MAGIC or count < 0 or end > data.size:
+            break
+        yield data[pos + 16:pos + 16 + 8 * count].view(np.int64), data[pos + head:end].view(dtype)
+        pos = end
+
+
+def replay_logs(table) -> None:
+    """Merge the logs a row cache left beside the file ``table`` maps (a process that ended without
+    writing its cache back: a crash) into the table, then remove them; nothing if there are none.
+
+    Parameters
+    ----------
+    table : numpy.memmap
+        The whole file mapped writable (a 2-D table or a 1-D array of records).
+
+    Raises
+    ------
+    PermissionError
+        There are logs but ``table`` is read-only.
+    """
+    path = mapped_file(table)
+    directory = log_dir(path) if path is not None else None
+    if directory is None or not os.path.isdir(directory):
+        return
+    if not table.flags.writeable:
+        raise PermissionError(errno.EACCES, "storage file has rows in its logs (a cached table whose "
+                              f"process ended without writing them back): open it writable once to "
+                              f"merge {directory}", path)
+    dtype = table.dtype if table.ndim == 1 else np.dtype([("weight", table.dtype, table.shape[1:])])
+    names = sorted(os.listdir(directory))
+    for name in names:
+        data = np.fromfile(os.path.join(directory, name), dtype=np.uint8)
+        for ids, records in _log_chunks(data, dtype):
+            table[ids] = records if table.ndim == 1 else records["weight"]
+    table.flush()
+    for name in names:
+        os.remove(os.path.join(directory, name))
+    os.rmdir(directory)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _io(jobs, write):
+    """Each job (fd, file position, memoryview): read or write it whole."""
+    for fd, pos, view in jobs:
+        while len(view):
+            n = os.pwrite(fd, view, pos) if write else os.preadv(fd, [view], pos)
+            if n <= 0:
+                raise OSError(errno.EIO, f"{'writing' if write else 'reading'} {len(view)} bytes "
+                              f"at offset {pos} of a cached table's file or log: {n} done")
+            view, pos = view[n:], pos + n
+
+
+def _submit(kind, jobs, write):
+    """``jobs`` dealt round to the ``kind`` threads; their futures."""
+    tasks = min(READ_THREADS if kind == "read" else WRITE_THREADS, len(jobs))
+    pool = _pool(kind)
+    return [pool.submit(_io, jobs[i::tasks], write) for i in range(tasks)]
+
+
+class _Logs:
+    """The file of a cached table and its logs: where each row's latest record is (``loc``: -1 in
+    the file, else its byte position in its range's log), appends, merges and reads."""
+
+    def __init__(self, path, offset, dtype, rows):
+        self.path, self.offset, self.dtype, self.rows = path, offset, dtype, rows
+        self.dir = log_dir(path)
+        self.base, self.direct = self._open(path, 0)
+        self.loc = np.full(rows, -1, np.int64)
+        self.size = np.zeros(-(-rows // LOG_RANGE_ROWS), np.int64)
+        self.limit = int(LOG_FRACTION * LOG_RANGE_ROWS * dtype.itemsize)
+        self.fds = {}
+
+    def _open(self, path, create):
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | create
+        direct = getattr(os, "O_DIRECT", 0)
+        if direct and self.dtype.itemsize % _LOG_ALIGN == 0 and self.offset % _LOG_ALIGN == 0:
+            fd = None
+            try:
+                fd = os.open(path, flags | direct, 0o644)
+                probe = _aligned(1, self.dtype)  # the file system may still refuse (tmpfs)
+                os.preadv(fd, [memoryview(probe.view(np.uint8))], 0)
+                return fd, True
+            except OSError as err:
+                if fd is not None:
+                    os.close(fd)
+                if err.errno != errno.EINVAL:
+                    raise
+        return os.open(path, flags, 0o644), False
+
+    def fd(self, r):
+        if r not in self.fds:
+            os.makedirs(self.dir, exist_ok=True)
+            self.fds[r] = self._open(os.path.join(self.dir, f"{r:06d}"), os.O_CREAT)[0]
+        return self.fds[r]
+
+    def buffer(self, count):
+        return _aligned(count, self.dtype) if self.direct else np.empty(count, self.dtype)
+
+    def read(self, ids, records):
+        """Read the latest records of the rows ``ids`` (sorted, distinct) into ``records``, on the
+        read threads; one call per run of records that lie one after the other."""
+        if ids.size == 0:
+            return
+        size = self.dtype.itemsize
+        loc = self.loc[ids]
+        where = np.where(loc < 0, -1, ids // LOG_RANGE_ROWS)
+        pos = np.where(loc < 0, self.offset + ids * size, loc)
+        cut = np.flatnonzero((np.diff(where) != 0) | (np.diff(pos) != size)) + 1
+        first, end = np.r_[0, cut], np.r_[cut, ids.size]
+        raw = memoryview(records.view(np.uint8))
+        jobs = [(self.base if w < 0 else self.fd(w), p, raw[a * size:b * size])
+                for a, b, w, p in zip(first.tolist(), end.tolist(), where[first].tolist(),
+                                      pos[first].tolist())]
+        for f in _submit("read", jobs, False):
+            f.result()
+
+    def append(self, ids, records):
+        """Start appending the records of the rows ``ids`` (sorted, distinct) to their ranges' logs
+        (``loc`` points there from now on), then merging the logs that reach the limit: a
+        :class:`_Writes`, to :meth:`finish` once done."""
+        size = self.dtype.itemsize
+        rng = ids // LOG_RANGE_ROWS
+        cut = np.flatnonzero(np.diff(rng)) + 1
+        first, end = np.r_[0, cut], np.r_[cut, ids.size]
+        counts = end - first
+        heads = -(-(2 + counts) * 8 // _LOG_ALIGN) * _LOG_ALIGN
+        starts = np.r_[0, np.cumsum(heads + counts * size)]
+        buf = _aligned(int(starts[-1]), np.dtype(np.uint8))
+        jobs, merges = [], []
+        for a, b, r, s, h in zip(first.tolist(), end.tolist(), rng[first].tolist(),
+                                 starts[:-1].tolist(), heads.tolist()):
+            head = buf[s:s + h].view(np.int64)
+            head[:2] = _LOG_MAGIC, b - a
+            head[2:2 + b - a] = ids[a:b]
+            head[2 + b - a:] = 0
+            buf[s + h:s + h + (b - a) * size] = records[a:b].view(np.uint8)
+            at = int(self.size[r])
+            self.loc[ids[a:b]] = at + h + np.arange(b - a) * size
+            jobs.append((self.fd(r), at, memoryview(buf[s:s + h + (b - a) * size])))
+            self.size[r] = at + h + (b - a) * size
+            if self.size[r] >= self.limit:
+                merges.append(r)
+        futures = _submit("write", jobs, True)
+        if merges:
+            futures.append(_pool("merge").submit(self._merge_after, futures[:], merges))
+        return _Writes(ids, records, futures, merges)
+
+    def _merge_after(self, futures, ranges):
+        for f in futures:
+            f.result()
+        for r in ranges:
+            self.merge(r)
+        os.fdatasync(self.base)  # the merged rows on the disk before their logs are emptied
+
+    def merge(self, r, ids=None, records=None):
+        """Write range ``r`` of the file overlaid with its log and then with the records of the rows
+        ``ids`` (of the range; newest), all in one sequential read and write; the log stays until
+        :meth:`finish` (or :meth:`close_logs`) empties it."""
+        size, lo = self.dtype.itemsize, r * LOG_RANGE_ROWS
+        part = self.buffer(min(lo + LOG_RANGE_ROWS, self.rows) - lo)
+        whole = (self.base, self.offset + lo * size, memoryview(part.view(np.uint8)))
+        _io([whole], False)
+        n = int(self.size[r])
+        if n:
+            log = _aligned(n, np.dtype(np.uint8))
+            _io([(self.fd(r), 0, memoryview(log))], False)
+            for rows, recs in _log_chunks(log, self.dtype):
+                part[rows - lo] = recs
+        if ids is not None:
+            part[ids - lo] = records
+        _io([whole], True)
+
+    def finish(self, writes):
+        """Wait for ``writes``; the logs it merged are emptied (their rows are in the file)."""
+        writes.wait()
+        for r in writes.merges:
+            os.ftruncate(self.fds[r], 0)
+            self.size[r] = 0
+            lo = r * LOG_RANGE_ROWS
+            self.loc[lo:lo + LOG_RANGE_ROWS] = -1
+
+    def write_back(self, ids, records_of):
+        """Merge every log, and the records of the rows ``ids`` (sorted, distinct; ``records_of(a,
+        b)`` gives those of ``ids[a:b]``), into the file, then remove the logs: the file holds every
+        row. One range at a time: the memory used stays that of a merge."""
+        rng = ids // LOG_RANGE_ROWS
+        touched = np.union1d(np.flatnonzero(self.size), rng)
+        for r, a, b in zip(touched.tolist(), np.searchsorted(rng, touched).tolist(),
+                           np.searchsorted(rng, touched, side="right").tolist()):
+            self.merge(r, ids[a:b], records_of(a, b))
+        os.fdatasync(self.base)
+        self.close_logs()
+        self.loc[:] = -1
+        self.size[:] = 0
+        return touched.size
+
+    def close_logs(self):
+        """Close and remove the logs (their rows must be in the file)."""
+        for r, fd in self.fds.items():
+            os.close(fd)
+            os.remove(os.path.join(self.dir, f"{r:06d}"))
+        self.fds.clear()
+        if os.path.isdir(self.dir) and not os.listdir(self.dir):
+            os.rmdir(self.dir)
+
+    def close(self):
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+        os.close(self.base)
+
+
+class _Writes:
+    """Records being appended on the write threads: ``ids`` (sorted), their ``records``, the
+    ``futures`` of the appends and merges, and the ranges ``merges`` whose logs are merged."""
+
+    def __init__(self, ids, records, futures, merges):
+        self.ids, self.records, self.futures, self.merges = ids, records, futures, merges
 
     def wait(self):
         for f in self.futures:
@@ -659,53 +893,29 @@ class _Writes:
         return self.ids[at] == ids, at
 
 
-def _jobs(offset, ids, records):
-    """(file position, bytes of ``records``) of each run of consecutive ``ids`` (sorted)."""
-    if ids.size == 0:
-        return []
-    raw = memoryview(records.view(np.uint8))
-    size = records.dtype.itemsize
-    cut = np.flatnonzero(np.diff(ids) != 1) + 1
-    first, end = np.r_[0, cut], np.r_[cut, ids.size]
-    return [(pos, raw[a * size:b * size])
-            for a, b, pos in zip(first.tolist(), end.tolist(), (offset + ids[first] * size).tolist())]
-
-
-def _submit(kind, fd, jobs, write):
-    """``jobs`` dealt round to the ``kind`` threads; their futures."""
-    tasks = min(READ_THREADS if kind == "read" else WRITE_THREADS, len(jobs))
-    pool = _pool(kind)
-    return [pool.submit(_io, fd, jobs[i::tasks], write) for i in range(tasks)]
-
-
-def _io(fd, jobs, write):
-    for pos, view in jobs:
-        while len(view):
-            n = os.pwrite(fd, view, pos) if write else os.preadv(fd, [view], pos)
-            if n <= 0:
-                raise OSError(errno.EIO, f"{'writing' if write else 'reading'} {len(view)} bytes "
-                              f"at offset {pos} of a cached table's file: {n} done")
-            view, pos = view[n:], pos + n
-
-
 class RowCache:
     """A fixed number of rows of a table in a file, held in RAM with their optimizer state: what
     ``Embedding(..., storage=path, cache_rows=n)`` trains on instead of the OS page cache.
 
     ``arrays`` holds one C-contiguous array per field of a row (``"weight"``, and for an interleaved
     table ``"<Optimizer>.<state>"``), ``capacity`` slots long; :meth:`slots` gives rows their slots,
-    reading the missing ones from the file (``pread`` on :data:`READ_THREADS` threads) and writing
-    out the changed rows it evicts for them (``pwrite`` on :data:`WRITE_THREADS` threads, in the
-    background: the call returns once the rows are copied out, and the writes run while the caller
-    computes; a row read again before its write is done is taken from the write's copy). A run of
-    consecutive rows is one call; ``O_DIRECT`` is used where the records and the file allow it
+    reading the missing ones (``pread`` on :data:`READ_THREADS` threads, a run of consecutive
+    records one call) and appending the changed rows that leave for them to logs beside the file
+    (``<file>.log/``, one per :data:`LOG_RANGE_ROWS` rows: sequential writes on
+    :data:`WRITE_THREADS` threads, in the background: the call returns once the rows are copied
+    out, and the writes run while the caller computes; a row read again before its write is done
+    is taken from the write's copy). A row missing from the cache is read from wherever its latest
+    record is, the file or a log; a log that reaches :data:`LOG_FRACTION` of its range is merged
+    into the file in the background. ``O_DIRECT`` is used where the records and the file allow it
     (records a multiple of 512 bytes from an aligned offset, a file system that takes it): then no
     page of the file enters the page cache. See :mod:`sparsemb.kernels.rowcache` for the policy.
 
-    The file holds the truth only for rows not changed in the cache: :meth:`write_back` writes the
-    changed rows (``drop=True`` also empties the cache, so that the file may be changed by other
-    means: ``layer.weight`` does that). Changed rows are written back when the cache is garbage
-    collected or the interpreter exits, not after a crash (use :func:`checkpoint`).
+    The file alone holds the truth only after :meth:`write_back`, which merges the logs and the
+    changed rows into it and removes the logs (``drop=True`` also empties the cache, so that the
+    file may be changed by other means: ``layer.weight`` does that). That happens too when the
+    cache is garbage collected or the interpreter exits. After a crash the logs remain, and are
+    merged when the file is opened next (:func:`replay_logs`): the file then holds each row as
+    last written out, not a consistent snapshot (use :func:`checkpoint` for that).
 
     Parameters
     ----------
@@ -720,9 +930,9 @@ class RowCache:
     capacity : int
     arrays : dict of str -> ndarray
     direct : bool
-        Whether the file is read and written with ``O_DIRECT``.
+        Whether the file and logs are read and written with ``O_DIRECT``.
     rows_read, rows_written : int
-        Rows read from and written to the file so far.
+        Rows read from the file or logs, and appended or written back, so far.
     """
 
     def __init__(self, table, rows):
@@ -730,13 +940,13 @@ class RowCache:
         path = mapped_file(table)
         if path is None:
             raise ValueError("a row cache needs a table mapped from a file (storage=)")
+        replay_logs(table)
         n = table.shape[0]
         self.capacity = int(min(rows, n))
         if table.ndim == 2:
             self._dtype = np.dtype([("weight", table.dtype, (table.shape[1],))])
         else:
             self._dtype = table.dtype
-        self._offset = table.offset
         fields = self._dtype.fields
         # np.zeros: pages are mapped when first written, so an unused cache costs no memory.
         self.arrays = {k: np.zeros((self.capacity,) + fields[k][0].shape, fields[k][0].base)
@@ -745,13 +955,13 @@ class RowCache:
                              np.zeros(self.capacity, np.uint8), np.zeros(self.capacity, np.int64),
                              np.zeros(self.capacity, np.bool_), np.zeros(2, np.int64))
         self.rows_read = self.rows_written = 0
-        self._fd, self.direct = self._open(path)
-        #: The _Writes in flight, oldest first (a list the finalizer shares).
+        self._logs = _Logs(path, table.offset, self._dtype, n)
+        self.direct = self._logs.direct
+        #: The _Writes in flight (at most one; a list the finalizer shares).
         self._writing = []
         # Changed rows reach the file when the cache goes away, as a mapped table's dirty pages do.
-        self._finalizer = weakref.finalize(self, RowCache._final, self._fd, self._dtype,
-                                           self._offset, self.direct, self.arrays, self._map,
-                                           self._writing)
+        self._finalizer = weakref.finalize(self, RowCache._final, self._logs, self.arrays,
+                                           self._map, self._writing)
 
     @staticmethod
     def check_rows(rows):
@@ -761,45 +971,25 @@ class RowCache:
         if rows < 1:
             raise ValueError(f"cache_rows must be >= 1, got {rows}")
 
-    def _open(self, path):
-        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
-        direct = getattr(os, "O_DIRECT", 0)
-        if direct and self._dtype.itemsize % 512 == 0 and self._offset % 512 == 0:
-            fd = None
-            try:
-                fd = os.open(path, flags | direct)
-                probe = _aligned(1, self._dtype)  # the file system may still refuse (tmpfs)
-                os.preadv(fd, [memoryview(probe.view(np.uint8))], self._offset)
-                return fd, True
-            except OSError as err:
-                if fd is not None:
-                    os.close(fd)
-                if err.errno != errno.EINVAL:
-                    raise
-        return os.open(path, flags), False
-
     @staticmethod
-    def _final(fd, dtype, offset, direct, arrays, m, writing):
-        try:  # at exit the I/O threads take no more work: written from this thread
-            RowCache._write_changed(fd, dtype, offset, direct, arrays, m, writing, threads=False)
+    def _final(logs, arrays, m, writing):
+        try:
+            RowCache._write_changed(logs, arrays, m, writing)
         finally:
-            os.close(fd)
+            logs.close()
 
     @staticmethod
-    def _write_changed(fd, dtype, offset, direct, arrays, m, writing, threads=True):
-        """Write every changed row to the file, in order, :data:`WRITE_BACK_ROWS` at a time, and
-        mark them unchanged; returns how many."""
+    def _write_changed(logs, arrays, m, writing):
+        """Merge the logs and every changed row into the file, remove the logs, and mark the rows
+        unchanged; returns how many rows."""
         while writing:
-            writing.pop(0).wait()
+            logs.finish(writing.pop(0))
         slots = np.flatnonzero(m.dirty)
         ids = m.id_of[slots]
         order = np.argsort(ids)
         ids, slots = ids[order], slots[order]
-        for start in range(0, ids.size, WRITE_BACK_ROWS):
-            part = slice(start, start + WRITE_BACK_ROWS)
-            _Writes(fd, offset, ids[part], _gather(arrays, slots[part], dtype, direct),
-                    threads).wait()
-            m.dirty[slots[part]] = False
+        logs.write_back(ids, lambda a, b: _gather(arrays, slots[a:b], logs))
+        m.dirty[slots] = False
         return ids.size
 
     def slot(self, row) -> int:
@@ -836,18 +1026,18 @@ class RowCache:
         return slots
 
     def _load(self, load_ids, load_slots, evict_ids, evict_slots):
-        """Copy the evicted changed rows out and start writing them, then read the new rows into
-        their slots: from the write still in flight if it holds them (the file may be older), else
-        from the file. One write is in flight at a time: a new one waits for the last (so two
-        writes of a row never race, and reads are not queued behind a backlog of writes: with
-        writes left to pile up, steps on the benchmark's disk took 1.2x as long)."""
+        """Copy the evicted changed rows out, then read the new rows into their slots: from the
+        write still in flight if it holds them (the file or log may be older), else from the file
+        or log; then start appending the evicted rows. One write is in flight at a time: a new one
+        waits for the last (so that two writes of a log never race, and a merge's log is emptied
+        before it is appended to again)."""
         writing = self._writing
         if evict_ids.size:
             order = np.argsort(evict_ids)
-            out = evict_ids[order], _gather(self.arrays, evict_slots[order], self._dtype, self.direct)
+            out = evict_ids[order], _gather(self.arrays, evict_slots[order], self._logs)
         order = np.argsort(load_ids)
         ids, slots = load_ids[order], load_slots[order]
-        records = self._buffer(ids.size)
+        records = self._logs.buffer(ids.size)
         pending = np.zeros(ids.size, np.bool_)
         for w in writing:
             held, at = w.holds(ids)
@@ -855,32 +1045,26 @@ class RowCache:
             pending |= held
         disk = np.flatnonzero(~pending)
         if disk.size == ids.size:
-            reads = _submit("read", self._fd, _jobs(self._offset, ids, records), False)
+            self._logs.read(ids, records)
         else:
-            part = self._buffer(disk.size)  # read into a compact buffer, then placed
-            reads = _submit("read", self._fd, _jobs(self._offset, ids[disk], part), False)
-        for f in reads:
-            f.result()
-        if disk.size != ids.size:
+            part = self._logs.buffer(disk.size)  # read into a compact buffer, then placed
+            self._logs.read(ids[disk], part)
             records[disk] = part
         for k, a in self.arrays.items():
             a[slots] = records[k]
         self.rows_read += disk.size
         if evict_ids.size:
             while writing:
-                writing.pop(0).wait()
-            writing.append(_Writes(self._fd, self._offset, *out))
+                self._logs.finish(writing.pop(0))
+            writing.append(self._logs.append(*out))
             self.rows_written += out[0].size
 
-    def _buffer(self, count):
-        return _aligned(count, self._dtype) if self.direct else np.empty(count, self._dtype)
-
     def write_back(self, drop=False):
-        """Write the changed rows to the file (they stay in the cache, unchanged); with ``drop`` also
-        empty the cache, so that the file may then be read or changed by other means."""
+        """Merge the logs and the changed rows into the file and remove the logs (the rows stay in
+        the cache, unchanged); with ``drop`` also empty the cache, so that the file may then be
+        read or changed by other means."""
         m = self._map
-        self.rows_written += self._write_changed(self._fd, self._dtype, self._offset, self.direct,
-                                                 self.arrays, m, self._writing)
+        self.rows_written += self._write_changed(self._logs, self.arrays, m, self._writing)
         if drop:
             held = m.id_of >= 0
             m.slot_of[m.id_of[held]] = -1
@@ -888,9 +1072,8 @@ class RowCache:
             m.count[:] = 0
 
     def flush(self):
-        """:meth:`write_back`, then the file's data to the disk (``fdatasync``)."""
+        """:meth:`write_back` (which ends with ``fdatasync``)."""
         self.write_back()
-        os.fdatasync(self._fd)
 
     def fields(self, optimizer):
         """``optimizer``'s state arrays in the cache, by state name (``{"sum": ...}`` for the fields
@@ -899,10 +1082,10 @@ class RowCache:
         return {k[len(prefix):]: a for k, a in self.arrays.items() if k.startswith(prefix)}
 
 
-def _gather(arrays, slots, dtype, direct):
-    """The rows in ``slots`` of the cache ``arrays`` as records of ``dtype`` (aligned for
-    ``O_DIRECT`` if ``direct``)."""
-    records = _aligned(slots.size, dtype) if direct else np.empty(slots.size, dtype)
+def _gather(arrays, slots, logs):
+    """The rows in ``slots`` of the cache ``arrays`` as records (aligned for ``O_DIRECT`` if the
+    ``logs`` use it)."""
+    records = logs.buffer(slots.size)
     for k, a in arrays.items():  # (gathered per field: a record's fields are interleaved)
         records[k] = a[slots]
     return records

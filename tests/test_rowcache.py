@@ -237,10 +237,10 @@ def test_a_row_read_again_while_its_write_is_in_flight_comes_from_the_write(tmp_
     release = threading.Event()
     io = _storage._io
 
-    def slow_io(fd, jobs, write):
+    def slow_io(jobs, write):
         if write:
             release.wait(60)
-        io(fd, jobs, write)
+        io(jobs, write)
     monkeypatch.setattr(_storage, "_io", slow_io)
     table = sm.Embedding(4, dim, seed=0, storage=tmp_path / "t.npy")
     c = RowCache(table.weight, 2)
