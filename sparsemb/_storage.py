@@ -763,10 +763,11 @@ class _Logs:
         return _aligned(count, self.dtype) if self.direct else np.empty(count, self.dtype)
 
     def read(self, ids, records):
-        """Read the latest records of the rows ``ids`` (sorted, distinct) into ``records``, on the
-        read threads; one call per run of records that lie one after the other."""
+        """Start reading the latest records of the rows ``ids`` (sorted, distinct) into ``records``
+        on the read threads, one call per run of records that lie one after the other; the
+        futures."""
         if ids.size == 0:
-            return
+            return []
         size = self.dtype.itemsize
         loc = self.loc[ids]
         where = np.where(loc < 0, -1, ids // LOG_RANGE_ROWS)
@@ -777,8 +778,7 @@ class _Logs:
         jobs = [(self.base if w < 0 else self.fd(w), p, raw[a * size:b * size])
                 for a, b, w, p in zip(first.tolist(), end.tolist(), where[first].tolist(),
                                       pos[first].tolist())]
-        for f in _submit("read", jobs, False):
-            f.result()
+        return _submit("read", jobs, False)
 
     def append(self, ids, records):
         """Start appending the records of the rows ``ids`` (sorted, distinct) to their ranges' logs
@@ -959,6 +959,9 @@ class RowCache:
         self.direct = self._logs.direct
         #: The _Writes in flight (at most one; a list the finalizer shares).
         self._writing = []
+        #: Rows read ahead by :meth:`stage`: (ids sorted, records, futures of the reads, valid) of
+        #: the last two calls, oldest first.
+        self._staged = []
         # Changed rows reach the file when the cache goes away, as a mapped table's dirty pages do.
         self._finalizer = weakref.finalize(self, RowCache._final, self._logs, self.arrays,
                                            self._map, self._writing)
@@ -1025,6 +1028,27 @@ class RowCache:
             self._load(load_ids, load_slots, evict_ids, evict_slots)
         return slots
 
+    def stage(self, ids):
+        """Start reading, on the read threads, the rows of ``ids`` that are not in the cache, and
+        return at once: the next :meth:`slots` calls that need them take them from there. For the
+        next batch's ids, called before this batch's step, so that its reads overlap the step's
+        work. The rows of the last two calls are kept (this batch's and the next's)."""
+        m = self._map
+        rows = np.unique(np.asarray(ids, dtype=np.int64))
+        rows = rows[m.slot_of[rows] < 0]
+        for w in self._writing:  # their records may not be on disk yet: taken from the write then
+            rows = rows[~w.holds(rows)[0]]
+        records = self._logs.buffer(rows.size)
+        self._staged = self._staged[-1:] + [
+            (rows, records, self._logs.read(rows, records), np.ones(rows.size, np.bool_))]
+
+    def _wait_staged(self, newest=True):
+        """Wait for the staged reads (their positions stay valid until then), but for the newest
+        call's unless ``newest``."""
+        for staged in self._staged[:None if newest else -1]:
+            for f in staged[2]:
+                f.result()
+
     def _load(self, load_ids, load_slots, evict_ids, evict_slots):
         """Copy the evicted changed rows out, then read the new rows into their slots: from the
         write still in flight if it holds them (the file or log may be older), else from the file
@@ -1043,18 +1067,33 @@ class RowCache:
             held, at = w.holds(ids)
             records[held] = w.records[at[held]]
             pending |= held
+        self._wait_staged(newest=False)
+        for staged, staged_records, reads, valid in self._staged:
+            if all(f.done() for f in reads):  # (the newest call's reads may still run: skipped)
+                at = np.minimum(np.searchsorted(staged, ids), max(staged.size - 1, 0))
+                held = ~pending & (staged[at] == ids) & valid[at]
+                records[held] = staged_records[at[held]]
+                pending |= held
         disk = np.flatnonzero(~pending)
         if disk.size == ids.size:
-            self._logs.read(ids, records)
+            reads = self._logs.read(ids, records)
         else:
             part = self._logs.buffer(disk.size)  # read into a compact buffer, then placed
-            self._logs.read(ids[disk], part)
+            reads = self._logs.read(ids[disk], part)
+        for f in reads:
+            f.result()
+        if 0 < disk.size < ids.size:
             records[disk] = part
         for k, a in self.arrays.items():
             a[slots] = records[k]
         self.rows_read += disk.size
         if evict_ids.size:
+            for staged, _, _, valid in self._staged:  # a staged copy of an evicted row is old now
+                at = np.minimum(np.searchsorted(staged, out[0]), max(staged.size - 1, 0))
+                valid[at[staged[at] == out[0]]] = False
             while writing:
+                if writing[0].merges:  # its logs are emptied: no staged read may still use them
+                    self._wait_staged()
                 self._logs.finish(writing.pop(0))
             writing.append(self._logs.append(*out))
             self.rows_written += out[0].size
@@ -1064,6 +1103,9 @@ class RowCache:
         the cache, unchanged); with ``drop`` also empty the cache, so that the file may then be
         read or changed by other means."""
         m = self._map
+        self._wait_staged()  # (the logs are emptied)
+        if drop:  # the file may be changed by other means now: staged copies would be old
+            self._staged = []
         self.rows_written += self._write_changed(self._logs, self.arrays, m, self._writing)
         if drop:
             held = m.id_of >= 0

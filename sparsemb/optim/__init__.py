@@ -413,7 +413,9 @@ class Optimizer:
         and their state rows, where they are mapped from files (``MADV_WILLNEED``; nothing for
         arrays in RAM). Call it before ``layer(ids)`` when the table does not fit in memory; where
         it does, it only costs time. For a cached table (``cache_rows=``) the rows missing from the
-        cache are read into it now, in this thread, ``background`` or not.
+        cache are read into it now, or with ``background`` read on the cache's threads while the
+        call returns, for the step that needs them to take (see
+        :meth:`sparsemb._storage.RowCache.stage`).
 
         With ``background=True`` the requests are made on a background thread and the call returns
         at once: call it with the *next* batch's ids before this step's ``layer(ids)``, so that
@@ -433,8 +435,11 @@ class Optimizer:
         pending, self._prefetching = self._prefetching, None
         if pending is not None:
             pending.result()
-        if layer.cache is not None:  # the rows and their state read into the cache now
-            layer.cache.slots(ids)
+        if layer.cache is not None:  # the rows and their state: read into the cache, or staged
+            if background:
+                layer.cache.stage(ids)
+            else:
+                layer.cache.slots(ids)
             return
         records = getattr(layer, "records", None)
         arrays = ([records] if records is not None  # a row's weight and state: one record
