@@ -178,7 +178,9 @@ def test_prefetch_reads_rows_into_the_cache(tmp_path):
     b = _cached("Embedding", "Adagrad", tmp_path / "b.npy")
     opt_a, opt_b = OPTS["Adagrad"]([a]), OPTS["Adagrad"]([b])
     ids = np.array([1, 2, 2, 30])
-    opt_b.prefetch(b, ids, background=True)
+    opt_b.prefetch(b, ids, background=True)  # read, not yet placed: the next lookup takes them
+    assert b.cache.rows_read == 3 and b.cache.slot(30) == -1
+    b(ids)
     assert b.cache.rows_read == 3 and b.cache.slot(30) >= 0 and b.cache.slot(0) == -1
     b.prefetch([0])
     assert b.cache.slot(0) >= 0
