@@ -23,15 +23,18 @@ of weight plus 1 GiB of Adagrad state), 2 threads, in four settings:
   that is not in memory costs one page read and one first-write fault instead of two;
 - ``cached, ...``: the same file with ``cache_rows=`` (``Embedding(..., storage=path,
   interleave=sm.optim.Adagrad, cache_rows=n)``): the kernels run on a cache of ``n`` rows (weight
-  and state) in RAM, missing rows read with ``pread`` and evicted changed rows written with
-  ``pwrite`` (``O_DIRECT``: no page cache), instead of on the mapping. ``cached, fits`` holds every
-  row (read in before the steps); ``cached, limited`` holds as many as ``--cache-mib`` MiB allow
-  (default: the limit less ``CACHE_MARGIN_MIB`` for the process itself) and warms up until it is
-  full.
+  and state) in RAM, missing rows read (``O_DIRECT``, native AIO: no page cache) from the file or
+  from the logs where evicted changed rows are appended (merged into the file a range at a time),
+  instead of on the mapping. ``cached, fits`` holds every row (read in before the steps);
+  ``cached, limited`` holds as many as ``--cache-mib`` MiB allow (default: the limit less
+  ``CACHE_MARGIN_MIB`` for the process itself) and warms up until it is full and as many logs have
+  been merged as the file has ranges (the steady state, merges included in the timed steps);
+  ``cached, limited, prefetch next, background`` stages the next batch's missing rows during this
+  step (``opt.prefetch(emb, next_ids, background=True)``).
 
 Each setting runs in a fresh child process (``--child``): ``--warmup`` steps, then ``--steps`` timed
-steps, each on a new draw of ids; a setting reports the median step time (and CPU seconds, and
-major page faults per step) of its child; ``--rounds`` rounds run the settings interleaved and
+steps, each on a new draw of ids; a setting reports the median step time (and the mean, CPU
+seconds, and major page faults per step) of its child; ``--rounds`` rounds run the settings interleaved and
 report the median of the rounds.
 
 The memory limit needs root and a cgroup memory controller: cgroup v1 (a child group made under
@@ -64,14 +67,15 @@ SETTINGS = ("in RAM", "mapped, fits", "mapped, limited", "mapped, limited, prefe
             "mapped, limited, prefetch next", "mapped, limited, prefetch next, background",
             "interleaved, fits", "interleaved, limited", "interleaved, limited, prefetch",
             "interleaved, limited, prefetch next", "interleaved, limited, prefetch next, background",
-            "cached, fits", "cached, limited")
+            "cached, fits", "cached, limited", "cached, limited, prefetch next, background")
 FILES = {"mapped": ("table.npy", "table.{opt}.sum.npy"), "interleaved": ("records.npy",),
          "cached": ("records.npy",)}
 #: Memory of a limited child that is not its row cache (MiB): Python, NumPy, the compiled kernels,
 #: the batch's arrays (ids, output, gradient, segments: ~60 MiB), the cache's map (4 bytes a table
-#: row). Measured under a 1 GiB limit: the group's memory was 111 MiB + 530 bytes a slot in the
-#: steady state (814 MiB with 1,390,000 slots), so 200 MiB leaves ~90 MiB for what comes and goes.
-CACHE_MARGIN_MIB = 200
+#: row) and where each row's latest record is (8 bytes a row), a log merge's buffers (~13 MiB).
+#: Measured under a 1 GiB limit before the logs: the group's memory was 111 MiB + 530 bytes a slot
+#: in the steady state; the logs add ~45 MiB here, so 250 MiB leaves ~90 MiB for what comes and goes.
+CACHE_MARGIN_MIB = 250
 DISTS = ("zipf", "zipf, truncated", "uniform")
 
 
@@ -136,8 +140,10 @@ def child(args):
     # each page read evicts one), then --warmup more steps: a file read from cold fills 1 GiB in
     # 15-70 steps, depending on the workload, and a run timed before that measures the first reads.
     full = cgroup_full() if ", limited" in args.setting else None
-    if cached and full is not None:  # the cache, not the cgroup, fills
-        full = lambda: emb.cache.rows >= emb.cache.capacity  # noqa: E731
+    if cached and full is not None:  # the cache, not the cgroup, fills; and then the logs, until
+        # as many have been merged as there are (the steady state: a merge every few steps)
+        full = lambda: (emb.cache.rows >= emb.cache.capacity  # noqa: E731
+                        and emb.cache.merges >= emb.cache.log_ranges)
     warmup, t = args.warmup, 0
     with num_threads(THREADS):
         while t < warmup + args.steps:
@@ -166,6 +172,7 @@ def child(args):
             t += 1
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"wall": float(np.median(wall)), "cpu": float(np.median(cpu)),
+                      "mean": float(np.mean(wall)),
                       "faults": float(np.median(faults)), "maxrss": rss,
                       "read": float(np.median(reads)),
                       "rows_read": float(np.median([m[0] for m in moved])),
@@ -191,7 +198,7 @@ def read_bytes():
 
 
 #: Warm-up steps at most while waiting for the page cache to fill the memory limit.
-MAX_FILL_STEPS = 1000
+MAX_FILL_STEPS = 2000
 
 
 def cgroup_full():
@@ -410,8 +417,14 @@ def main(argv=None):
             moved = (f"{np.median([x['rows_read'] for x in xs]):,.0f} / "
                      f"{np.median([x['rows_written'] for x in xs]):,.0f}"
                      if setting.startswith("cached") else "")
-            rows.append([f"{dist}: {setting}", fmt(wall * 1e3, ".1f"), fmt(cpu * 1e3, ".1f"),
+            mean = float(np.median([x.get("mean", x["wall"]) for x in xs]))
+            # each round's ratio to its own in-RAM step, then their median
+            rounds = float(np.median([r["wall"] / x["wall"]
+                                      for r, x in zip(results["in RAM", dist], xs)]))
+            rows.append([f"{dist}: {setting}", fmt(wall * 1e3, ".1f"), fmt(mean * 1e3, ".1f"),
+                         fmt(cpu * 1e3, ".1f"),
                          fmt(BATCH / wall / 1e6, ".2f"), fmt(100 * ratio, ".0f", "%"),
+                         fmt(100 * rounds, ".0f", "%"),
                          fmt(faults, ".0f"), fmt(read / 4096, ".0f"), moved])
             if dist.startswith("zipf") and ", limited" in setting:
                 goal[dist] = max(goal.get(dist, 0), ratio)
@@ -419,7 +432,8 @@ def main(argv=None):
                       f"-{max(x['warmup'] for s in settings if ', limited' in s for x in results[s, d]) - args.warmup}"
                       for d in dists)
     unique = ", ".join(f"{d}: {results['in RAM', d][0]['unique']:,}" for d in dists)
-    head = ["distribution: setting", "step ms", "CPU ms", "M ids/s", "of in-RAM speed",
+    head = ["distribution: setting", "step ms", "mean step ms", "CPU ms", "M ids/s",
+            "of in-RAM speed", "median of rounds' ratios",
             "major faults/step", "4 KiB pages read/step", "cache rows read / written a step"]
     blocks = [
         f"workload: {args.rows:,} x {DIM} float32 table ({table_bytes / 2**30:.2f} GiB) + "
@@ -427,7 +441,8 @@ def main(argv=None):
         f"a step: {unique}), a new draw each step, "
         f"fused {args.optimizer} (forward + backward_step), {THREADS} threads; {args.warmup} warm-up + "
         f"{args.steps} timed steps a child (a limited child first warms up until its memory cgroup "
-        f"is 95% full: {fills} steps), median step; median of {args.rounds} interleaved rounds; "
+        f"is 95% full, a cached one until its cache is full and as many logs have been merged as "
+        f"the file has ranges: {fills} steps), median step; median of {args.rounds} interleaved rounds; "
         f"madvise: {args.advice}",
         f"memory limit of the 'limited' settings: {args.limit_mib} MiB ({limit.how}), the table and "
         f"its state being {(table_bytes + state_bytes) / (args.limit_mib * 2**20):.1f}x that; files "

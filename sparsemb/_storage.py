@@ -813,6 +813,7 @@ class _Logs:
         self.size = np.zeros(-(-rows // LOG_RANGE_ROWS), np.int64)
         self.limit = int(LOG_FRACTION * LOG_RANGE_ROWS * dtype.itemsize)
         self.fds = {}
+        self.merges = 0
 
     def _open(self, path, create):
         flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | create
@@ -930,6 +931,7 @@ class _Logs:
     def finish(self, writes):
         """Wait for ``writes``; the logs it merged are emptied (their rows are in the file)."""
         writes.wait()
+        self.merges += len(writes.merges)
         for r in writes.merges:
             os.ftruncate(self.fds[r], 0)
             self.size[r] = 0
@@ -1024,6 +1026,8 @@ class RowCache:
         Whether the file and logs are read and written with ``O_DIRECT``.
     rows_read, rows_written : int
         Rows read from the file or logs, and appended or written back, so far.
+    merges : int
+        Logs merged into the file in the background so far.
     """
 
     def __init__(self, table, rows):
@@ -1085,6 +1089,15 @@ class RowCache:
         logs.write_back(ids, lambda a, b: _gather(arrays, slots[a:b], logs))
         m.dirty[slots] = False
         return ids.size
+
+    @property
+    def merges(self) -> int:
+        return self._logs.merges
+
+    @property
+    def log_ranges(self) -> int:
+        """How many ranges of rows (hence logs, at most) the file has: :data:`LOG_RANGE_ROWS` each."""
+        return int(self._logs.size.size)
 
     def slot(self, row) -> int:
         """The slot of ``row``, or -1 if it is not in the cache."""
