@@ -1147,10 +1147,9 @@ class RowCache:
         self._staged = self._staged[-1:] + [
             (rows, records, self._logs.read(rows, records, True), np.ones(rows.size, np.bool_))]
 
-    def _wait_staged(self, newest=True):
-        """Wait for the staged reads (their positions stay valid until then), but for the newest
-        call's unless ``newest``."""
-        for staged in self._staged[:None if newest else -1]:
+    def _wait_staged(self):
+        """Wait for the staged reads (their positions in the logs stay valid until then)."""
+        for staged in self._staged:
             for f in staged[2]:
                 f.result()
 
@@ -1172,11 +1171,12 @@ class RowCache:
             held, at = w.holds(ids)
             records[held] = w.records[at[held]]
             pending |= held
-        self._wait_staged(newest=False)
         for staged, staged_records, reads, valid in self._staged:
-            if all(f.done() for f in reads):  # (the newest call's reads may still run: skipped)
-                at = np.minimum(np.searchsorted(staged, ids), max(staged.size - 1, 0))
-                held = ~pending & (staged[at] == ids) & valid[at]
+            at = np.minimum(np.searchsorted(staged, ids), max(staged.size - 1, 0))
+            held = ~pending & (staged[at] == ids) & valid[at]
+            if held.any():  # (so a step does not wait for the next batch's reads it has no use for)
+                for f in reads:
+                    f.result()
                 records[held] = staged_records[at[held]]
                 pending |= held
         disk = np.flatnonzero(~pending)

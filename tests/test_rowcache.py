@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import sparsemb as sm
-from sparsemb._storage import RowCache, checkpoint, restore
+from sparsemb import _storage
+from sparsemb._storage import RowCache, checkpoint, log_dir, open_array, restore
 from test_storage import DIM, N, OPTS, STATE_KEYS, _assert_same, _batches, _layer, _train
 
 #: Batches of 24 ids hold up to 24 distinct rows of the table's 40.
@@ -22,10 +23,20 @@ def _cached(kind, name, path, rows=ROWS, **kw):
     return _layer(kind, storage=path, interleave=interleave, cache_rows=rows, **kw)
 
 
+@pytest.fixture
+def small_logs(monkeypatch):
+    """Logs of 4 rows' ranges, merged at every append: merges all the time in small tests."""
+    monkeypatch.setattr(_storage, "LOG_RANGE_ROWS", 4)
+    monkeypatch.setattr(_storage, "LOG_FRACTION", 0.25)
+
+
+@pytest.mark.parametrize("logs", ["one log", "small logs"])
 @pytest.mark.parametrize("name", list(OPTS))
 @pytest.mark.parametrize("kind", ["Embedding", "EmbeddingBag"])
 @pytest.mark.parametrize("fused", [True, False], ids=["backward_step", "loop"])
-def test_cached_training_equals_in_ram(tmp_path, name, kind, fused):
+def test_cached_training_equals_in_ram(tmp_path, request, name, kind, fused, logs):
+    if logs == "small logs":
+        request.getfixturevalue("small_logs")
     batches = _batches(25)
     ram = _layer(kind)
     ram_opt = OPTS[name]([ram])
@@ -35,8 +46,9 @@ def test_cached_training_equals_in_ram(tmp_path, name, kind, fused):
     _train(cached, opt, batches, fused)
     c = cached.cache
     assert c.capacity == ROWS and c.rows_read > N and c.rows_written > 0  # rows came and went
+    assert (c.merges > 0) == (logs == "small logs")  # (one 16,384-row range: never full here)
     _assert_same(ram, ram_opt, cached, opt)  # reading weight wrote the changed rows back
-    assert c.rows == 0
+    assert c.rows == 0 and not os.path.exists(log_dir(tmp_path / "emb.npy"))
     stored = np.load(tmp_path / "emb.npy")
     if name == "SGD":
         assert stored.tobytes() == ram.weight.tobytes()
@@ -109,18 +121,24 @@ def _takes_direct_reads(directory):
 RESUME = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
+    from sparsemb import _storage
     from test_rowcache import OPTS, _batches, _cached, _train
+    _storage.LOG_RANGE_ROWS = {range_rows}
     layer = _cached("Embedding", "Adagrad", {path!r})
     opt = OPTS["Adagrad"]([layer])
     _train(layer, opt, _batches(20)[:{first}], True)
     assert layer.cache.rows > 0  # changed rows still in the cache: written back at exit
+    assert layer.cache.rows_written > 0  # and others in the logs, merged into the file at exit
 """)
 
 
-def test_resume_after_the_process_ends_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("range_rows", [4, 1 << 14])
+def test_resume_after_the_process_ends_is_bit_identical(tmp_path, range_rows):
     path = str(tmp_path / "emb.npy")
-    code = RESUME.format(tests=os.path.dirname(__file__), path=path, first=12)
+    code = RESUME.format(tests=os.path.dirname(__file__), path=path, first=12,
+                         range_rows=range_rows)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    assert not os.path.exists(log_dir(path))
     resumed = _cached("Embedding", "Adagrad", path)
     opt = OPTS["Adagrad"]([resumed])
     assert opt.state[resumed._param]["step"] == 12
@@ -260,3 +278,55 @@ def test_a_row_read_again_while_its_write_is_in_flight_comes_from_the_write(tmp_
     c.write_back()
     stored = np.load(tmp_path / "t.npy")
     assert (stored[0] == 1.0).all() and (stored[1] == 2.0).all()
+
+
+CRASH = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from sparsemb import _storage
+    from test_rowcache import OPTS, _batches, _cached, _train
+    _storage.LOG_RANGE_ROWS, _storage.LOG_FRACTION = 8, 1000  # 5 logs, none merged
+    layer = _cached("Embedding", "Adagrad", {path!r})
+    opt = OPTS["Adagrad"]([layer])
+    _train(layer, opt, _batches(20), True)
+    c = layer.cache
+    while c._writing:
+        c._logs.finish(c._writing.pop(0))
+    assert c._logs.size.any()  # rows in the logs, not yet merged
+    ids = np.arange(c._logs.rows)  # each row as the file and logs hold it: what a reopen shows
+    latest = c._logs.buffer(ids.size)
+    c._logs.read(ids, latest)
+    np.save({expected!r}, latest)
+    os._exit(0)  # a crash: no write-back, the logs left behind
+""")
+
+
+def test_logs_left_by_a_crash_are_merged_when_the_file_is_opened(tmp_path):
+    path = str(tmp_path / "emb.npy")
+    expected = str(tmp_path / "expected.npy")
+    code = CRASH.format(tests=os.path.dirname(__file__), path=path, expected=expected)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    assert os.listdir(log_dir(path))
+    dtype = np.load(path, mmap_mode="r").dtype  # (the header only)
+    with pytest.raises(PermissionError, match="open it writable once"):
+        open_array(path, (N,), dtype, writable=False)
+    table = open_array(path, (N,), dtype)  # (what storage= does on reopening)
+    assert not os.path.exists(log_dir(path))
+    assert table.tobytes() == np.load(expected).tobytes()
+    assert np.load(path).tobytes() == table.tobytes()
+
+
+def test_logs_stay_bounded(tmp_path, small_logs):
+    cached = _cached("Embedding", "Adagrad", tmp_path / "emb.npy", rows=ROWS)
+    opt = OPTS["Adagrad"]([cached])
+    c = cached.cache
+    limit = _storage.LOG_FRACTION * _storage.LOG_RANGE_ROWS * c._logs.dtype.itemsize
+    logs, most = log_dir(tmp_path / "emb.npy"), 0
+    for ids, g in _batches(60):
+        cached(ids)
+        opt.backward_step(cached, g)
+        if os.path.isdir(logs):
+            most = max([most] + [os.path.getsize(os.path.join(logs, f)) for f in os.listdir(logs)])
+    # a log holds at most what reached the limit plus one append (a header and a range's rows)
+    assert c.merges > 10 and most <= limit + 512 + _storage.LOG_RANGE_ROWS * c._logs.dtype.itemsize
