@@ -992,8 +992,9 @@ class RowCache:
 
     ``arrays`` holds one C-contiguous array per field of a row (``"weight"``, and for an interleaved
     table ``"<Optimizer>.<state>"``), ``capacity`` slots long; :meth:`slots` gives rows their slots,
-    reading the missing ones (``pread`` on :data:`READ_THREADS` threads, a run of consecutive
-    records one call) and appending the changed rows that leave for them to logs beside the file
+    reading the missing ones (with ``O_DIRECT`` through Linux's native AIO, else ``pread`` on
+    :data:`READ_THREADS` threads; a run of consecutive records one request; :meth:`stage` reads
+    the next batch's ahead) and appending the changed rows that leave for them to logs beside the file
     (``<file>.log/``, one per :data:`LOG_RANGE_ROWS` rows: sequential writes on
     :data:`WRITE_THREADS` threads, in the background: the call returns once the rows are copied
     out, and the writes run while the caller computes; a row read again before its write is done
@@ -1055,11 +1056,11 @@ class RowCache:
         #: The _Writes in flight (at most one; a list the finalizer shares).
         self._writing = []
         #: Rows read ahead by :meth:`stage`: (ids sorted, records, futures of the reads, valid) of
-        #: the last two calls, oldest first.
+        #: the last two calls, oldest first (a list the finalizer shares).
         self._staged = []
         # Changed rows reach the file when the cache goes away, as a mapped table's dirty pages do.
         self._finalizer = weakref.finalize(self, RowCache._final, self._logs, self.arrays,
-                                           self._map, self._writing)
+                                           self._map, self._writing, self._staged)
 
     @staticmethod
     def check_rows(rows):
@@ -1070,8 +1071,9 @@ class RowCache:
             raise ValueError(f"cache_rows must be >= 1, got {rows}")
 
     @staticmethod
-    def _final(logs, arrays, m, writing):
+    def _final(logs, arrays, m, writing, staged):
         try:
+            _wait(staged)  # (before the logs they read are removed and their files closed)
             RowCache._write_changed(logs, arrays, m, writing)
         finally:
             logs.close()
@@ -1144,14 +1146,10 @@ class RowCache:
             rows = rows[~w.holds(rows)[0]]
         records = self._logs.buffer(rows.size)
         self.rows_read += rows.size
-        self._staged = self._staged[-1:] + [
-            (rows, records, self._logs.read(rows, records, True), np.ones(rows.size, np.bool_))]
+        del self._staged[:-1]
+        self._staged.append(
+            (rows, records, self._logs.read(rows, records, True), np.ones(rows.size, np.bool_)))
 
-    def _wait_staged(self):
-        """Wait for the staged reads (their positions in the logs stay valid until then)."""
-        for staged in self._staged:
-            for f in staged[2]:
-                f.result()
 
     def _load(self, load_ids, load_slots, evict_ids, evict_slots):
         """Copy the evicted changed rows out, then read the new rows into their slots: from the
@@ -1195,7 +1193,7 @@ class RowCache:
                 valid[at[staged[at] == out[0]]] = False
             while writing:
                 if writing[0].merges:  # its logs are emptied: no staged read may still use them
-                    self._wait_staged()
+                    _wait(self._staged)
                 self._logs.finish(writing.pop(0))
             writing.append(self._logs.append(*out))
             self.rows_written += out[0].size
@@ -1205,9 +1203,9 @@ class RowCache:
         the cache, unchanged); with ``drop`` also empty the cache, so that the file may then be
         read or changed by other means."""
         m = self._map
-        self._wait_staged()  # (the logs are emptied)
+        _wait(self._staged)  # (the logs are emptied)
         if drop:  # the file may be changed by other means now: staged copies would be old
-            self._staged = []
+            del self._staged[:]
         self.rows_written += self._write_changed(self._logs, self.arrays, m, self._writing)
         if drop:
             held = m.id_of >= 0
@@ -1224,6 +1222,14 @@ class RowCache:
         ``"Adagrad.sum"`` of ``optimizer="Adagrad"``)."""
         prefix = optimizer + "."
         return {k[len(prefix):]: a for k, a in self.arrays.items() if k.startswith(prefix)}
+
+
+def _wait(staged):
+    """Wait for the reads of the ``staged`` rows of a :class:`RowCache` (their positions in the logs
+    stay valid until then)."""
+    for _, _, reads, _ in staged:
+        for f in reads:
+            f.result()
 
 
 def _gather(arrays, slots, logs):

@@ -872,12 +872,13 @@ class Embedding(_Table):
     cache_rows : int, optional, keyword only
         With ``storage``: train on a cache of this many rows in RAM (with their optimizer state:
         give ``interleave=`` for an optimizer that keeps state) instead of on the mapped file: rows
-        missing from the cache are read with ``pread`` and changed rows evicted for them written
-        back with ``pwrite``, bypassing the page cache where the file system allows (see
-        :class:`~sparsemb._storage.RowCache`). At least the distinct ids of one batch; more than
-        ``num_embeddings`` is the whole table. Training is bit for bit as in RAM. Reading
-        :attr:`weight` (or :attr:`records`) writes the changed rows back and empties the cache;
-        ``flush()``, ``opt.state_dict()`` and :func:`sparsemb.checkpoint` write them back.
+        missing from the cache are read from the file or from the logs beside it (``path.log/``)
+        where the changed rows evicted for them are appended, bypassing the page cache where the
+        file system allows (see :class:`~sparsemb._storage.RowCache`). At least the distinct ids
+        of one batch; more than ``num_embeddings`` is the whole table. Training is bit for bit as
+        in RAM. Reading :attr:`weight` (or :attr:`records`) merges the logs and the changed rows
+        into the file and empties the cache; ``flush()``, ``opt.state_dict()`` and
+        :func:`sparsemb.checkpoint` merge them.
 
     The positional order is torch's: ``Embedding(num_embeddings, embedding_dim, padding_idx,
     max_norm, norm_type, scale_grad_by_freq, sparse, _weight, _freeze, device, dtype)``.
