@@ -798,6 +798,8 @@ def _submit(kind, jobs, write):
 
 def _aio_read(records, fds, pos, addr, nbytes):
     """(on the aio thread, whose context it uses; ``records`` kept alive until the reads end)"""
+    if not _aio.ok:  # (io_setup refused this thread a context: aio-max-nr reached, say)
+        raise OSError(errno.EAGAIN, "no native AIO context for reading a cached table's rows")
     _aio.read(fds, pos, addr, nbytes)
 
 
