@@ -20,11 +20,21 @@ of weight plus 1 GiB of Adagrad state), 2 threads, in four settings:
   they cause under the limit) on a thread of their own, overlapping the step's kernels;
 - ``interleaved, ...``: ``Embedding(..., storage=path, interleave=sm.optim.Adagrad)``: one file of
   records, a row's weight and its Adagrad state side by side (512 bytes, 8 to a page), so a row
-  that is not in memory costs one page read and one first-write fault instead of two.
+  that is not in memory costs one page read and one first-write fault instead of two;
+- ``cached, ...``: the same file with ``cache_rows=`` (``Embedding(..., storage=path,
+  interleave=sm.optim.Adagrad, cache_rows=n)``): the kernels run on a cache of ``n`` rows (weight
+  and state) in RAM, missing rows read (``O_DIRECT``, native AIO: no page cache) from the file or
+  from the logs where evicted changed rows are appended (merged into the file a range at a time),
+  instead of on the mapping. ``cached, fits`` holds every row (read in before the steps);
+  ``cached, limited`` holds as many as ``--cache-mib`` MiB allow (default: the limit less
+  ``CACHE_MARGIN_MIB`` for the process itself) and warms up until it is full and as many logs have
+  been merged as the file has ranges (the steady state, merges included in the timed steps);
+  ``cached, limited, prefetch next, background`` stages the next batch's missing rows during this
+  step (``opt.prefetch(emb, next_ids, background=True)``).
 
 Each setting runs in a fresh child process (``--child``): ``--warmup`` steps, then ``--steps`` timed
-steps, each on a new draw of ids; a setting reports the median step time (and CPU seconds, and
-major page faults per step) of its child; ``--rounds`` rounds run the settings interleaved and
+steps, each on a new draw of ids; a setting reports the median step time (and the mean, CPU
+seconds, and major page faults per step) of its child; ``--rounds`` rounds run the settings interleaved and
 report the median of the rounds.
 
 The memory limit needs root and a cgroup memory controller: cgroup v1 (a child group made under
@@ -56,8 +66,16 @@ from _benchutil import BATCH, DIM, THREADS, ZIPF_A, fmt, machine, report, table,
 SETTINGS = ("in RAM", "mapped, fits", "mapped, limited", "mapped, limited, prefetch",
             "mapped, limited, prefetch next", "mapped, limited, prefetch next, background",
             "interleaved, fits", "interleaved, limited", "interleaved, limited, prefetch",
-            "interleaved, limited, prefetch next", "interleaved, limited, prefetch next, background")
-FILES = {"mapped": ("table.npy", "table.{opt}.sum.npy"), "interleaved": ("records.npy",)}
+            "interleaved, limited, prefetch next", "interleaved, limited, prefetch next, background",
+            "cached, fits", "cached, limited", "cached, limited, prefetch next, background")
+FILES = {"mapped": ("table.npy", "table.{opt}.sum.npy"), "interleaved": ("records.npy",),
+         "cached": ("records.npy",)}
+#: Memory of a limited child that is not its row cache (MiB): Python, NumPy, the compiled kernels,
+#: the batch's arrays (ids, output, gradient, segments: ~60 MiB), the cache's map (4 bytes a table
+#: row) and where each row's latest record is (8 bytes a row), a log merge's buffers (~13 MiB).
+#: Measured under a 1 GiB limit before the logs: the group's memory was 111 MiB + 530 bytes a slot
+#: in the steady state; the logs add ~45 MiB here, so 250 MiB leaves ~90 MiB for what comes and goes.
+CACHE_MARGIN_MIB = 250
 DISTS = ("zipf", "zipf, truncated", "uniform")
 
 
@@ -89,13 +107,17 @@ def child(args):
     from sparsemb._config import num_threads
     from sparsemb._storage import advise
 
-    emb, opt = make(sm, args.setting, args.rows, args.dir, args.optimizer)
+    emb, opt = make(sm, args.setting, args.rows, args.dir, args.optimizer, args.cache_rows)
     if args.prepare:  # the files created and written out by a process that then ends: no page of
+        if emb.cache is not None:  # (a cached step first: its kernels compiled outside the limit)
+            emb(np.arange(4))
+            opt.backward_step(emb, np.zeros((4, DIM), np.float32))
         opt.flush()   # them stays mapped (and charged to this process's cgroup) when the runs start
         print("{}")
         return
+    cached = emb.cache is not None
     interleaved = args.setting.startswith("interleaved")
-    arrays = [emb.records] if interleaved else [emb.weight, opt.state[emb._param]["sum"]]
+    arrays = [] if cached else [emb.records] if interleaved else [emb.weight, opt.state[emb._param]["sum"]]
     if args.setting != "in RAM":
         # Written back first (a new file's drawn pages, the last child's steps): the kernel's
         # writeback of dirty pages during the timed steps would make the next write to each of
@@ -103,11 +125,14 @@ def child(args):
         opt.flush()
         for a in arrays:  # the library advises "random"; "normal" shows what that saves
             advise(a, args.advice)
+    if cached and args.setting.endswith(", fits"):
+        for start in range(0, args.rows, 1 << 20):  # every row read into the cache
+            emb.prefetch(np.arange(start, min(start + (1 << 20), args.rows)))
     if args.setting.endswith(", fits"):
         for a in arrays:  # read it all into the page cache: a byte of every page
             int(np.asarray(a).reshape(-1).view(np.uint8)[::mmap.PAGESIZE].sum())
     g = np.random.default_rng(1).standard_normal((BATCH, DIM), dtype=np.float32)
-    wall, cpu, faults, reads = [], [], [], []
+    wall, cpu, faults, reads, moved = [], [], [], [], []
     ahead = "prefetch next" in args.setting
     background = args.setting.endswith("background")
     nb = batch(args.dist, args.rows, 0)
@@ -115,6 +140,10 @@ def child(args):
     # each page read evicts one), then --warmup more steps: a file read from cold fills 1 GiB in
     # 15-70 steps, depending on the workload, and a run timed before that measures the first reads.
     full = cgroup_full() if ", limited" in args.setting else None
+    if cached and full is not None:  # the cache, not the cgroup, fills; and then the logs, until
+        # as many have been merged as there are (the steady state: a merge every few steps)
+        full = lambda: (emb.cache.rows >= emb.cache.capacity  # noqa: E731
+                        and emb.cache.merges >= emb.cache.log_ranges)
     warmup, t = args.warmup, 0
     with num_threads(THREADS):
         while t < warmup + args.steps:
@@ -124,7 +153,7 @@ def child(args):
                 else:
                     warmup, full = t + args.warmup, None
             b, nb = nb, batch(args.dist, args.rows, t + 1)
-            r0 = read_bytes()
+            r0, m0 = read_bytes(), cache_moves(emb)
             f0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF).ru_majflt, time.process_time(), \
                 time.perf_counter()
             if args.setting.endswith("prefetch") or (ahead and t == 0):
@@ -139,12 +168,23 @@ def child(args):
                 cpu.append(c1 - c0)
                 faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_majflt - f0)
                 reads.append(read_bytes() - r0)
+                moved.append(np.subtract(cache_moves(emb), m0))
             t += 1
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"wall": float(np.median(wall)), "cpu": float(np.median(cpu)),
+                      "mean": float(np.mean(wall)),
                       "faults": float(np.median(faults)), "maxrss": rss,
                       "read": float(np.median(reads)),
+                      "rows_read": float(np.median([m[0] for m in moved])),
+                      "rows_written": float(np.median([m[1] for m in moved])),
+                      "cache_rows": emb.cache.capacity if cached else 0,
                       "unique": int(np.unique(b).size), "warmup": warmup}))
+
+
+def cache_moves(emb):
+    """(rows read, rows written) by ``emb``'s row cache so far, or (0, 0)."""
+    c = emb.cache
+    return (0, 0) if c is None else (c.rows_read, c.rows_written)
 
 
 def read_bytes():
@@ -158,7 +198,7 @@ def read_bytes():
 
 
 #: Warm-up steps at most while waiting for the page cache to fill the memory limit.
-MAX_FILL_STEPS = 1000
+MAX_FILL_STEPS = 2000
 
 
 def cgroup_full():
@@ -181,14 +221,16 @@ def cgroup_full():
     return None
 
 
-def make(sm, setting, rows, directory, optimizer):
+def make(sm, setting, rows, directory, optimizer, cache_rows):
     """The layer and optimizer of ``setting`` (its files created in ``directory`` if missing)."""
     cls = getattr(sm.optim, optimizer)
     if setting == "in RAM":
         emb = sm.Embedding(rows, DIM, seed=0)
-    elif setting.startswith("interleaved"):
+    elif setting.startswith(("interleaved", "cached")):
         emb = sm.Embedding(rows, DIM, seed=0, storage=os.path.join(directory, FILES["interleaved"][0]),
-                           interleave=cls)
+                           interleave=cls, cache_rows=(None if setting.startswith("interleaved")
+                                                       else rows if setting.endswith("fits")
+                                                       else cache_rows))
     else:
         emb = sm.Embedding(rows, DIM, seed=0, storage=os.path.join(directory, FILES["mapped"][0]))
     return emb, cls([emb])
@@ -283,7 +325,8 @@ def disk_iops(path, depths=(1, 8, 32), per_thread=3000):
 def run_child(args, workdir, setting, dist, limit=None, prepare=False):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--setting", setting, "--dist", dist,
            "--rows", str(args.rows), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--dir", workdir, "--advice", args.advice, "--optimizer", args.optimizer] \
+           "--dir", workdir, "--advice", args.advice, "--optimizer", args.optimizer,
+           "--cache-rows", str(args.cache_rows)] \
         + ["--prepare"] * prepare
     for attempt in (1, 2):  # once more if a child fails (a shared checkout mid-edit, say)
         out = subprocess.run(cmd, capture_output=True, text=True,
@@ -305,6 +348,10 @@ def main(argv=None):
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="where the files go (default /tmp)")
     ap.add_argument("--advice", default="random", choices=["random", "normal"],
                     help="madvise of the mapped arrays (default random, what the library sets)")
+    ap.add_argument("--cache-mib", type=int, default=None,
+                    help="memory of the 'cached, limited' row cache (default: the limit less "
+                    f"{CACHE_MARGIN_MIB} MiB)")
+    ap.add_argument("--cache-rows", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--markdown", action="store_true", help="print a BENCHMARKS.md section")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
@@ -323,6 +370,9 @@ def main(argv=None):
 
     table_bytes = args.rows * DIM * 4
     state_bytes = table_bytes if args.optimizer == "Adagrad" else args.rows * 4
+    cache_mib = args.limit_mib - CACHE_MARGIN_MIB if args.cache_mib is None else args.cache_mib
+    # A slot: the record (weight and state), its row id (8 bytes), stamp (8), count and flag (2).
+    args.cache_rows = cache_mib * 2**20 // ((table_bytes + state_bytes) // args.rows + 18)
     dists = args.only or DISTS
     workdir = tempfile.mkdtemp(prefix="sparsemb-bench-storage-", dir=args.dir)
     results = {(s, d): [] for s in SETTINGS for d in DISTS}
@@ -330,7 +380,7 @@ def main(argv=None):
         limit = MemoryLimit(args.limit_mib * 2**20)
         files = {k: [os.path.join(workdir, f.format(opt=args.optimizer)) for f in v]
                  for k, v in FILES.items()}
-        for layout in ("mapped", "interleaved"):  # the files, created once outside the limit
+        for layout in ("mapped", "interleaved", "cached"):  # the files, made once outside the limit
             if any(s.startswith(layout) for s in settings):
                 run_child(args, workdir, f"{layout}, fits", dists[0], prepare=True)
         for r in range(args.rounds):
@@ -347,9 +397,10 @@ def main(argv=None):
                           f"(after {res['warmup']} steps) "
                           f"cpu {res['cpu'] * 1e3:7.1f} ms, {res['faults']:.0f} major faults, "
                           f"{res.get('read', 0) / 4096:.0f} pages read, "
+                          f"cache rows read/written {res['rows_read']:.0f}/{res['rows_written']:.0f}, "
                           f"max rss {res['maxrss'] / 2**20:.0f} MiB", file=sys.stderr, flush=True)
-        iops = disk_iops(files["interleaved" if settings[-1].startswith("interleaved") else
-                                "mapped"][0])
+        iops = disk_iops(files[settings[-1].split(",")[0]][0] if len(settings) > 1
+                         else files["mapped"][0])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -363,24 +414,35 @@ def main(argv=None):
             faults = float(np.median([x["faults"] for x in xs]))
             read = float(np.median([x.get("read", 0) for x in xs]))
             ratio = anchor / wall
-            rows.append([f"{dist}: {setting}", fmt(wall * 1e3, ".1f"), fmt(cpu * 1e3, ".1f"),
+            moved = (f"{np.median([x['rows_read'] for x in xs]):,.0f} / "
+                     f"{np.median([x['rows_written'] for x in xs]):,.0f}"
+                     if setting.startswith("cached") else "")
+            mean = float(np.median([x.get("mean", x["wall"]) for x in xs]))
+            # each round's ratio to its own in-RAM step, then their median
+            rounds = float(np.median([r["wall"] / x["wall"]
+                                      for r, x in zip(results["in RAM", dist], xs)]))
+            rows.append([f"{dist}: {setting}", fmt(wall * 1e3, ".1f"), fmt(mean * 1e3, ".1f"),
+                         fmt(cpu * 1e3, ".1f"),
                          fmt(BATCH / wall / 1e6, ".2f"), fmt(100 * ratio, ".0f", "%"),
-                         fmt(faults, ".0f"), fmt(read / 4096, ".0f")])
+                         fmt(100 * rounds, ".0f", "%"),
+                         fmt(faults, ".0f"), fmt(read / 4096, ".0f"), moved])
             if dist.startswith("zipf") and ", limited" in setting:
                 goal[dist] = max(goal.get(dist, 0), ratio)
     fills = ", ".join(f"{d}: {min(x['warmup'] for s in settings if ', limited' in s for x in results[s, d]) - args.warmup}"
                       f"-{max(x['warmup'] for s in settings if ', limited' in s for x in results[s, d]) - args.warmup}"
                       for d in dists)
     unique = ", ".join(f"{d}: {results['in RAM', d][0]['unique']:,}" for d in dists)
-    head = ["distribution: setting", "step ms", "CPU ms", "M ids/s", "of in-RAM speed",
-            "major faults/step", "4 KiB pages read/step"]
+    head = ["distribution: setting", "step ms", "mean step ms", "CPU ms", "M ids/s",
+            "of in-RAM speed", "median of rounds' ratios",
+            "major faults/step", "4 KiB pages read/step", "cache rows read / written a step"]
     blocks = [
         f"workload: {args.rows:,} x {DIM} float32 table ({table_bytes / 2**30:.2f} GiB) + "
         f"{args.optimizer} state ({state_bytes / 2**30:.3f} GiB), {BATCH:,} ids a step (unique ids "
         f"a step: {unique}), a new draw each step, "
         f"fused {args.optimizer} (forward + backward_step), {THREADS} threads; {args.warmup} warm-up + "
         f"{args.steps} timed steps a child (a limited child first warms up until its memory cgroup "
-        f"is 95% full: {fills} steps), median step; median of {args.rounds} interleaved rounds; "
+        f"is 95% full, a cached one until its cache is full and as many logs have been merged as "
+        f"the file has ranges: {fills} steps), median step; median of {args.rounds} interleaved rounds; "
         f"madvise: {args.advice}",
         f"memory limit of the 'limited' settings: {args.limit_mib} MiB ({limit.how}), the table and "
         f"its state being {(table_bytes + state_bytes) / (args.limit_mib * 2**20):.1f}x that; files "
@@ -388,7 +450,9 @@ def main(argv=None):
         "opt.prefetch(emb, ids) (MADV_WILLNEED on the rows' pages of weight and state) before each "
         "step, inside the timed step; 'prefetch next' calls it for the next step's ids before this "
         "step's lookup ('background': with background=True); 'interleaved' keeps a row's weight and state in one record of one file "
-        "(interleave=). 'zipf' folds draws past the table into it (the other "
+        f"(interleave=); 'cached' trains that file through a row cache (cache_rows=; limited: "
+        f"{args.cache_rows:,} rows in {cache_mib} MiB, {args.cache_rows / args.rows:.0%} of the table). "
+        "'zipf' folds draws past the table into it (the other "
         "benchmarks' workload: ~20% of the ids uniform over the table); 'zipf, truncated' draws "
         "those again (hot rows first, as a vocabulary sorted by frequency)",
         table(head, rows, args.markdown),

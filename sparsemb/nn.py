@@ -344,14 +344,14 @@ class Parameter(TableParameter):
 
     @property
     def shape(self):
-        return self.module.weight.shape
+        return self.module._weight.shape
 
     @property
     def dtype(self):
-        return self.module.weight.dtype
+        return self.module._weight.dtype
 
     def numel(self) -> int:
-        return self.module.weight.size
+        return self.module._weight.size
 
     def __array__(self, dtype=None, copy=None):
         return self.module.weight if dtype is None else self.module.weight.astype(dtype)
@@ -563,8 +563,9 @@ class _Table(Module):
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
                  scale_grad_by_freq, sparse, _weight, freeze, device, dtype, seed, storage=None,
-                 interleave=None):
+                 interleave=None, cache_rows=None):
         _check_device(device)
+        self._cache = None
         if int(num_embeddings) < 1 or int(embedding_dim) < 1:
             raise ValueError(
                 f"num_embeddings and embedding_dim must be >= 1, got {num_embeddings}, {embedding_dim}"
@@ -580,6 +581,11 @@ class _Table(Module):
         self.sparse = bool(sparse)
         self._rng = np.random.default_rng(seed)
         self._records = None
+        if cache_rows is not None:  # checked before a file is made
+            if storage is None:
+                raise ValueError("cache_rows= caches the rows of a table kept in a file: it needs "
+                                 "storage=")
+            _storage.RowCache.check_rows(cache_rows)
         if interleave is not None:
             if storage is None:
                 raise ValueError("interleave= puts the optimizer state in the table's file: it needs "
@@ -609,6 +615,9 @@ class _Table(Module):
             self.reset_parameters()
         else:
             self.weight = _check_weight(_weight, self.num_embeddings, self.embedding_dim, dtype)
+        if cache_rows is not None:
+            self._cache = _storage.RowCache(self._weight if self._records is None else self._records,
+                                            cache_rows)
         self.requires_grad = not freeze
         self._grad = None
         self._saved = None
@@ -634,44 +643,87 @@ class _Table(Module):
             weight[self.padding_idx] = 0
 
     @property
+    def weight(self):
+        """The table, ``(num_embeddings, embedding_dim)``: an ndarray, an ``np.memmap`` with
+        ``storage``. For a cached table (``cache_rows``) reading it first writes the cache's changed
+        rows to the file and empties the cache, so that it shows the current values and writes to it
+        are seen by the next lookup; read it again after training (a cost of a full write-back)."""
+        if self._cache is not None:
+            self._cache.write_back(drop=True)
+        return self._weight
+
+    @weight.setter
+    def weight(self, value):
+        if self._cache is not None:
+            raise AttributeError("a cached table's weight is its file: it cannot be replaced")
+        self._weight = value
+
+    @property
+    def cache(self):
+        """The :class:`~sparsemb._storage.RowCache` of a table made with ``cache_rows``, else None."""
+        return self._cache
+
+    @property
     def records(self):
         """The record array of an interleaved table (``interleave=``): a structured ``np.memmap`` of
         ``num_embeddings`` records whose field ``"weight"`` is :attr:`weight` and whose other fields
-        (``"<Optimizer>.<state>"``) hold the optimizer's state; None for other tables."""
+        (``"<Optimizer>.<state>"``) hold the optimizer's state; None for other tables. For a cached
+        table, read as :attr:`weight` is (the cache written back and emptied first)."""
         r = self._records
-        return r if r is not None and self.weight.base is r else None
+        if r is None or self._weight.base is not r:
+            return None
+        if self._cache is not None:
+            self._cache.write_back(drop=True)
+        return r
+
+    def _rows(self, flat, write=False):
+        """The array the kernels read (and update) and the rows ``flat`` there: the table and the ids
+        themselves, or for a cached table the cache's weight and the ids' slots (missing rows read
+        in; with ``write`` marked changed)."""
+        if self._cache is None:
+            return self._weight, flat
+        return self._cache.arrays["weight"], self._cache.slots(flat, write)
 
     def prefetch(self, ids):
         """Start reading the pages of the rows ``ids`` of a mapped table, in parallel
-        (``MADV_WILLNEED``); nothing for a table in RAM. For lookups on a table larger than memory;
-        to train, ``opt.prefetch(layer, ids)`` also reads the optimizer's state rows."""
-        _storage.will_need(self.weight, K.as_ids(ids, self.num_embeddings))
+        (``MADV_WILLNEED``); nothing for a table in RAM; for a cached table, read the missing rows
+        into the cache now. For lookups on a table larger than memory; to train,
+        ``opt.prefetch(layer, ids)`` also reads the optimizer's state rows."""
+        ids = K.as_ids(ids, self.num_embeddings)
+        if self._cache is not None:
+            self._cache.slots(ids)
+        else:
+            _storage.will_need(self._weight, ids)
 
     def flush(self):
-        """Write a mapped table's changed pages to its file (``msync``); nothing for a table in RAM.
+        """Write a mapped table's changed pages to its file (``msync``), or a cached table's changed
+        rows (then ``fdatasync``); nothing for a table in RAM.
 
         A mapped file is written in place and is not a consistent snapshot after a crash: use
         :func:`sparsemb.checkpoint` for that."""
-        _storage.flush(self.weight)  # an interleaved table's whole file
+        if self._cache is not None:
+            self._cache.flush()
+        else:
+            _storage.flush(self._weight)  # an interleaved table's whole file
 
     def _own_parameters(self):
         return (("weight", self._param),)
 
     def _zero_own_grad(self, set_to_none):
         self.grad = None if set_to_none else SparseRows(_EMPTY_I64, np.empty(
-            (0, self.embedding_dim), self.weight.dtype), self.num_embeddings)
+            (0, self.embedding_dim), self._weight.dtype), self.num_embeddings)
 
     def zero_grad(self, set_to_none=True):
         """Drop the accumulated gradient (``grad = None``); ``set_to_none=False`` leaves an empty
         gradient (no rows), which a step applies as torch applies a zeroed sparse gradient."""
         self._zero_own_grad(set_to_none)
 
-    def _renorm(self, flat):
-        if self.max_norm is not None and flat.size:
-            if not self.weight.flags.writeable:
+    def _renorm(self, table, rows):
+        if self.max_norm is not None and rows.size:
+            if not table.flags.writeable:
                 raise ValueError("max_norm rescales looked-up rows in place, but the weight is "
                                  "read-only (mapped with mmap_mode='r'?)")
-            K.embedding.renorm(self.weight, np.unique(flat), self.max_norm, self.norm_type)
+            K.embedding.renorm(table, np.unique(rows), self.max_norm, self.norm_type)
 
     @property
     def grad(self):
@@ -759,7 +811,7 @@ class _Table(Module):
             raise ValueError(f"grad_out has shape {g.shape}, expected {expected}")
         if g.dtype.kind != "f":
             raise TypeError(f"grad_out must be floating point, got dtype {g.dtype}")
-        return np.ascontiguousarray(g, dtype=self.weight.dtype)
+        return np.ascontiguousarray(g, dtype=self._weight.dtype)
 
     def _skip(self):
         return -1 if self.padding_idx is None else self.padding_idx
@@ -776,7 +828,7 @@ class _Table(Module):
         return s
 
     def _dtype_repr(self):
-        return "" if self.weight.dtype == np.float32 else f", dtype={self.weight.dtype}"
+        return "" if self._weight.dtype == np.float32 else f", dtype={self._weight.dtype}"
 
 
 class Embedding(_Table):
@@ -817,6 +869,16 @@ class Embedding(_Table):
         so a row that is not in memory costs one page read, not one per array. ``weight`` is then
         the ``"weight"`` field of :attr:`records` (a strided view); the optimizer of that class
         finds its state there. For tables larger than memory (see README).
+    cache_rows : int, optional, keyword only
+        With ``storage``: train on a cache of this many rows in RAM (with their optimizer state:
+        give ``interleave=`` for an optimizer that keeps state) instead of on the mapped file: rows
+        missing from the cache are read from the file or from the logs beside it (``path.log/``)
+        where the changed rows evicted for them are appended, bypassing the page cache where the
+        file system allows (see :class:`~sparsemb._storage.RowCache`). At least the distinct ids
+        of one batch; more than ``num_embeddings`` is the whole table. Training is bit for bit as
+        in RAM. Reading :attr:`weight` (or :attr:`records`) merges the logs and the changed rows
+        into the file and empties the cache; ``flush()``, ``opt.state_dict()`` and
+        :func:`sparsemb.checkpoint` merge them.
 
     The positional order is torch's: ``Embedding(num_embeddings, embedding_dim, padding_idx,
     max_norm, norm_type, scale_grad_by_freq, sparse, _weight, _freeze, device, dtype)``.
@@ -831,10 +893,11 @@ class Embedding(_Table):
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None,
                  norm_type=2.0, scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False,
-                 device=None, dtype=None, *, seed=None, storage=None, interleave=None):
+                 device=None, dtype=None, *, seed=None, storage=None, interleave=None,
+                 cache_rows=None):
         super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
                          scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed, storage,
-                         interleave)
+                         interleave, cache_rows)
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None,
@@ -856,9 +919,10 @@ class Embedding(_Table):
         """Look up ``ids`` (int array of any shape) -> ``ids.shape + (embedding_dim,)``."""
         idx = K.as_ids(ids, self.num_embeddings)
         flat = idx.reshape(-1)
-        self._renorm(flat)
-        out = K.aligned_empty((flat.size, self.embedding_dim), self.weight.dtype)  # streamed when large
-        K.gather(self.weight, flat, out)
+        table, rows = self._rows(flat, write=self.max_norm is not None)
+        self._renorm(table, rows)
+        out = K.aligned_empty((flat.size, self.embedding_dim), table.dtype)  # streamed when large
+        K.gather(table, rows, out)
         # Saved ids must not follow later in-place changes to the caller's array.
         self._saved = idx if idx is not ids and idx.base is None else idx.copy()
         return out.reshape(idx.shape + (self.embedding_dim,))
@@ -896,7 +960,7 @@ class EmbeddingBag(_Table):
 
     Parameters
     ----------
-    num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, dtype, seed, storage, interleave
+    num_embeddings, embedding_dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, dtype, seed, storage, interleave, cache_rows
         As :class:`Embedding`. Padding ids are left out of sums, maxes and the mean's count.
     mode : {"sum", "mean", "max"}
     sparse, _weight, device
@@ -907,20 +971,20 @@ class EmbeddingBag(_Table):
 
     The positional order is torch's: ``EmbeddingBag(num_embeddings, embedding_dim, max_norm,
     norm_type, scale_grad_by_freq, mode, sparse, _weight, include_last_offset, padding_idx, device,
-    dtype)``; ``seed``, ``storage`` and ``interleave`` are keyword only.
+    dtype)``; ``seed``, ``storage``, ``interleave`` and ``cache_rows`` are keyword only.
     """
 
     def __init__(self, num_embeddings, embedding_dim, max_norm=None, norm_type=2.0,
                  scale_grad_by_freq=False, mode="mean", sparse=False, _weight=None,
                  include_last_offset=False, padding_idx=None, device=None, dtype=None, *,
-                 seed=None, _freeze=False, storage=None, interleave=None):
+                 seed=None, _freeze=False, storage=None, interleave=None, cache_rows=None):
         if mode not in _MODES:
             raise ValueError(f"mode must be 'sum', 'mean' or 'max', got {mode!r}")
         if scale_grad_by_freq and mode == "max":
             raise ValueError("scale_grad_by_freq is not supported with mode='max'")
         super().__init__(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
                          scale_grad_by_freq, sparse, _weight, _freeze, device, dtype, seed, storage,
-                         interleave)
+                         interleave, cache_rows)
         self.mode = mode
         self.include_last_offset = bool(include_last_offset)
 
@@ -973,21 +1037,25 @@ class EmbeddingBag(_Table):
         idx = K.as_ids(ids, self.num_embeddings)
         starts = self._starts(idx, offsets)
         flat = idx.reshape(-1)
-        psw = np.empty(0, dtype=self.weight.dtype)
+        psw = np.empty(0, dtype=self._weight.dtype)
         if per_sample_weights is not None:
             if self.mode != "sum":
                 raise ValueError(f"per_sample_weights is only supported with mode='sum', not {self.mode!r}")
             p = np.asarray(per_sample_weights)
             if p.shape != idx.shape:
                 raise ValueError(f"per_sample_weights has shape {p.shape}, expected {idx.shape}")
-            psw = np.array(p.reshape(-1), dtype=self.weight.dtype, copy=True)
-        self._renorm(flat)
+            psw = np.array(p.reshape(-1), dtype=self._weight.dtype, copy=True)
+        table, rows = self._rows(flat, write=self.max_norm is not None)
+        self._renorm(table, rows)
+        skip = self._skip()
+        if self._cache is not None and skip >= 0:  # the padding row's occurrences: by its slot
+            skip = self._cache.slot(skip)
         n_bags = starts.size - 1
-        out = K.aligned_empty((n_bags, self.embedding_dim), self.weight.dtype)
+        out = K.aligned_empty((n_bags, self.embedding_dim), table.dtype)
         counts = np.empty(n_bags, dtype=np.int64)
         mode = _MODES[self.mode]
         argmax = np.empty((n_bags if mode == B.MAX else 0, self.embedding_dim), dtype=np.int64)
-        B.bag_forward(self.weight, flat, starts, psw, mode, self._skip(), out, counts, argmax)
+        B.bag_forward(table, rows, starts, psw, mode, skip, out, counts, argmax)
         if flat.base is not None or flat is ids:
             flat = flat.copy()  # see Embedding.forward
         self._saved = (flat, starts, psw, counts, argmax)

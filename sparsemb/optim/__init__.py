@@ -338,6 +338,10 @@ class Optimizer:
         RAM (see "State in files" in the class docstring). An interleaved table's state is in its
         own file: only ``"step"`` has a file of its own."""
         records = getattr(p.module, "records", None)
+        if getattr(p.module, "cache", None) is not None and records is None and self.state_fields(1):
+            raise ValueError(f"{p.module!r} is cached (cache_rows=) without its {type(self).__name__} "
+                             "state beside its rows: make it with "
+                             f"interleave=sm.optim.{type(self).__name__}")
         table = _storage.mapped_file(p.data if records is None else records)
         if self._state_storage is None and table is None:
             return None
@@ -408,7 +412,10 @@ class Optimizer:
         """Start reading, in parallel, the pages that a step on ``ids`` will touch: ``layer``'s rows
         and their state rows, where they are mapped from files (``MADV_WILLNEED``; nothing for
         arrays in RAM). Call it before ``layer(ids)`` when the table does not fit in memory; where
-        it does, it only costs time.
+        it does, it only costs time. For a cached table (``cache_rows=``) the rows missing from the
+        cache are read into it now, or with ``background`` read on the cache's threads while the
+        call returns, for the step that needs them to take (see
+        :meth:`sparsemb._storage.RowCache.stage`).
 
         With ``background=True`` the requests are made on a background thread and the call returns
         at once: call it with the *next* batch's ids before this step's ``layer(ids)``, so that
@@ -425,12 +432,18 @@ class Optimizer:
         if p not in self.state:
             raise ValueError(f"{layer!r} is not a parameter of this optimizer")
         ids = as_ids(ids, layer.num_embeddings)
-        records = getattr(layer, "records", None)
-        arrays = ([records] if records is not None  # a row's weight and state: one record
-                  else [p.data] + [v for v in self.state[p].values() if isinstance(v, np.ndarray)])
         pending, self._prefetching = self._prefetching, None
         if pending is not None:
             pending.result()
+        if layer.cache is not None:  # the rows and their state: read into the cache, or staged
+            if background:
+                layer.cache.stage(ids)
+            else:
+                layer.cache.slots(ids)
+            return
+        records = getattr(layer, "records", None)
+        arrays = ([records] if records is not None  # a row's weight and state: one record
+                  else [p.data] + [v for v in self.state[p].values() if isinstance(v, np.ndarray)])
         if background:
             self._prefetching = _storage.will_need_later(arrays, ids)
         else:
@@ -446,7 +459,15 @@ class Optimizer:
                 _storage.flush(v)
             if p in self._step_files:
                 _storage.flush(self._step_files[p])
-            _storage.flush(p.data)
+            p.module.flush()
+
+    def _write_back(self, drop=False):
+        """Write the changed rows of every cached table to its file (see
+        :meth:`sparsemb._storage.RowCache.write_back`), where the state arrays see them."""
+        for p in self._params():
+            cache = getattr(p.module, "cache", None)  # a sharded table has no such attribute
+            if cache is not None:
+                cache.write_back(drop)
 
     def _params(self):
         return [p for g in self.param_groups for p in g["params"]]
@@ -513,20 +534,27 @@ class Optimizer:
 
     def _apply(self, p, hyper, seg):
         state = self.state[p]
-        weight = p.module.weight
-        if not weight.flags.writeable:
-            raise ValueError(f"{p.module!r}: its weight is read-only (mapped with mmap_mode='r'?), "
-                             "so it cannot be trained")
+        cache = p.module.cache
+        if cache is None:
+            weight, arrays = p.module.weight, {}
+            if not weight.flags.writeable:
+                raise ValueError(f"{p.module!r}: its weight is read-only (mapped with mmap_mode='r'?), "
+                                 "so it cannot be trained")
+        else:  # the rows' slots in the cache, where their weight and state are updated
+            seg = (cache.slots(seg[0], write=True),) + tuple(seg[1:])
+            weight, arrays = cache.arrays["weight"], cache.fields(type(self).__name__)
         state["step"] += 1
-        self._update(weight, state, hyper, weight.dtype.type, *seg)
+        self._update(weight, state | arrays, hyper, weight.dtype.type, *seg)
         if p in self._step_files:
             self._step_files[p][0] = state["step"]
 
     def state_dict(self) -> dict:
         """torch's layout: ``{"state": {index: {...}}, "param_groups": [{..., "params": [index, ...]}]}``.
 
-        Parameters are numbered across groups in order; the state holds copies of the arrays.
+        Parameters are numbered across groups in order; the state holds copies of the arrays (a
+        cached table's changed rows are written back first).
         """
+        self._write_back()
         index = {id(p): i for i, p in enumerate(self._params())}
         return {
             "state": {index[id(p)]: {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v)
@@ -605,6 +633,7 @@ class Optimizer:
                 _check_array(f"state of parameter {i}: {k!r}", arrays[k], shape, p.dtype, lower)
             new_states.append((p, {"step": step, **arrays}))
         # Checked: from here on nothing can fail.
+        self._write_back(drop=True)  # a cached table's rows are read again from the loaded state
         for p, theirs in new_states:
             mine = self.state[p]
             for k in self._array_specs(p.module):
