@@ -61,18 +61,23 @@ def interleaved(cases: dict, rounds: int, warmup: int = 2, max_wait: float = 0.0
     ``warmup`` untimed rounds come first (JIT compilation, page faults, allocator warm-up). A round
     during which runnable tasks waited for a CPU for more than ``max_wait`` of its duration (another
     process competing for the cores, by Linux's CPU pressure counter) is discarded and rerun, up to
-    ten times ``rounds`` attempts; the count is kept in ``DISCARDED``.
+    ten times ``rounds`` attempts; the count is kept in ``DISCARDED``. Each round runs the cases in
+    a new order (seeded), so that no case always follows the same one: what a case leaves behind
+    (caches filled, memory freed to the system that the next one faults in again) falls on all.
     """
     for _ in range(warmup):
         for fn in cases.values():
             fn()
     times = {name: [] for name in cases}
+    names = list(cases)
+    rng = np.random.default_rng(0)
     for _ in range(10 * rounds):
-        if len(times[next(iter(cases))]) >= rounds:
+        if len(times[names[0]]) >= rounds:
             break
         p0, w0 = _cpu_pressure(), time.perf_counter()
         sample = {}
-        for name, fn in cases.items():
+        for name in (names[k] for k in rng.permutation(len(names))):
+            fn = cases[name]
             t0 = time.perf_counter()
             fn()
             sample[name] = time.perf_counter() - t0
@@ -82,7 +87,7 @@ def interleaved(cases: dict, rounds: int, warmup: int = 2, max_wait: float = 0.0
             continue
         for name, t in sample.items():
             times[name].append(t)
-    if not times[next(iter(cases))]:  # never quiet: time anyway, and say so through DISCARDED
+    if not times[names[0]]:  # never quiet: time anyway, and say so through DISCARDED
         return interleaved(cases, rounds, warmup=0, max_wait=float("inf"))
     return {name: float(np.median(t)) for name, t in times.items()}
 
