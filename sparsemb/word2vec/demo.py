@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from .._io import atomic_write
+from .corpus import WordTable, count_file
 from .keyedvectors import KeyedVectors
 from .model import Word2Vec
 
@@ -93,6 +94,17 @@ def write_analogies(path):
                 for a2, b2, _ in pairs:
                     if a1 != a2:
                         f.write(f"{a1} {b1} {a2} {b2}\n{b1} {a1} {b2} {a2}\n")
+
+
+def compile_counting(seed=1):
+    """Compile (or load from the cache) the tokenizer's kernels that count :func:`run_demo`'s corpus
+    file, ``count_block`` and ``insert_words`` (with ``_wide_space``), by counting a small demo corpus:
+    for a first run that compiles its other kernels in another process at the same time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "corpus.txt")
+        generate_corpus(path, n_sentences=200, seed=seed)
+        table, _, _ = count_file(path)
+        WordTable.from_words(table.words(range(table.n_words)))  # as a training pass makes its table
 
 
 def compile_kernels(sg=1, vector_size=50, seed=1, quiet=False, shared_negatives=True):
