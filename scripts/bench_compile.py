@@ -167,6 +167,9 @@ def main(argv=None):
     ap.add_argument("--save", metavar="FILE", help="append each round's measurements to FILE (JSON lines)")
     ap.add_argument("--results", metavar="FILE", help="summarize the rounds saved in FILE (--save) instead of "
                     "running any: rounds run one at a time, whenever the shared machine is quiet")
+    ap.add_argument("--max-other", type=float, default=None, metavar="SHARE",
+                    help="with --results: leave out the rounds (a tree's cold and warm run) during which "
+                    "other processes used more than SHARE (0-1) of the cores")
     args = ap.parse_args(argv)
     trees = [os.path.abspath(t) for t in (args.tree or [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))])]
 
@@ -177,6 +180,9 @@ def main(argv=None):
         with open(args.results) as f:
             for line in f:
                 saved = json.loads(line)
+                other = max(saved["cold"]["other"], saved["warm"]["other"])
+                if args.max_other is not None and other > args.max_other:
+                    continue
                 runs.setdefault(saved["tree"], ([], []))
                 runs[saved["tree"]][0].append(saved["cold"])
                 runs[saved["tree"]][1].append(saved["warm"])
@@ -215,6 +221,7 @@ def main(argv=None):
                   f"Command: `python scripts/bench_compile.py --rounds {args.rounds}"
                   + "".join(f" --tree {n}" for n in names if len(trees) > 1)
                   + (" --save FILE` run round by round, then `--results FILE" if args.results else "")
+                  + (f" --max-other {args.max_other:g}" if args.results and args.max_other is not None else "")
                   + (" --cli" if args.cli else "") + "`; medians of "
                   f"{args.rounds} rounds, each a fresh process with an empty `NUMBA_CACHE_DIR`, then one with "
                   "that cache full.", ""]

@@ -64,6 +64,8 @@ def test_the_second_models_kernel_is_compiled_by_the_helper_and_only_on_a_cold_c
     # demo's run asks for.
     assert {"_train_sg_shared", "encode_block"} <= set(first["compiled"])
     assert not {"count_block", "insert_words", "_wide_space", "_train_cbow"} & set(first["compiled"])
+    # ... and each once: the kernels compiled ahead from sentences in memory have the real run's types.
+    assert len(first["compiled"]) == len(set(first["compiled"])), first["compiled"]
     second = _demo(tmp_path / "cache")
     assert second["helpers"] == [False] and second["compiled"] == []
     assert _results(second["out"]) == _results(first["out"])
