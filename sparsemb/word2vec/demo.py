@@ -99,7 +99,13 @@ def write_analogies(path):
 def compile_counting(seed=1):
     """Compile (or load from the cache) the tokenizer's kernels that count :func:`run_demo`'s corpus
     file, ``count_block`` and ``insert_words`` (with ``_wide_space``), by counting a small demo corpus:
-    for a first run that compiles its other kernels in another process at the same time."""
+    for a first run that compiles its other kernels in another process at the same time.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the small corpus (any seed compiles the same kernels).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "corpus.txt")
         generate_corpus(path, n_sentences=200, seed=seed)
