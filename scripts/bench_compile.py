@@ -20,6 +20,12 @@ per-kernel tables, which are those of the demo's own process.
     python scripts/bench_compile.py --rounds 5 --markdown  # a section for BENCHMARKS.md
     python scripts/bench_compile.py --cli                 # also time `sparsemb demo --quiet` end to end
     python scripts/bench_compile.py --tree /tmp/old --tree .  # two checkouts, interleaved, side by side
+    python scripts/bench_compile.py --rounds 1 --tree /tmp/old --tree . --save r.jsonl  # again when quiet
+    python scripts/bench_compile.py --results r.jsonl --markdown  # the medians of the saved rounds
+
+On a machine shared with other work a compile's wall time depends on what else runs: each run reports
+the share of the cores that other processes used meanwhile, and ``--save`` / ``--results`` let rounds
+be run one at a time, at quiet moments, and summarized together.
 
 ``--tree`` runs the children with that checkout first on ``sys.path`` (``git worktree add /tmp/old
 <commit>`` gives an earlier version), so a change is measured against its parent in the same rounds.
@@ -82,14 +88,24 @@ print(json.dumps({"import": t_import, "total": time.perf_counter() - t0, "compil
 def child(cache_dir, tree):
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     env["PYTHONPATH"] = os.pathsep.join([tree] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    t0, cpu0 = time.perf_counter(), _children_cpu()
+    t0, cpu0, busy0 = time.perf_counter(), _children_cpu(), _machine_busy()
     proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, cwd=tree)
     wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
     if proc.returncode != 0:
         sys.exit(f"child failed ({tree}):\n{proc.stderr}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["wall"], out["cpu"] = wall, cpu
+    # The share of the machine's cores that other processes used meanwhile: on a shared machine, what
+    # tells a quiet round from one that competed for the cores.
+    out["other"] = max(0.0, (_machine_busy() - busy0 - cpu) / (wall * (os.cpu_count() or 1)))
     return out
+
+
+def _machine_busy():
+    """Busy CPU seconds of the whole machine so far (Linux /proc/stat; NaN elsewhere)."""
+    import _benchutil as bu
+
+    return bu._cpu_seconds()[0]
 
 
 def _children_cpu():
@@ -116,6 +132,7 @@ def summarize(colds, warms):
            "diff": med(c["wall"] - w["wall"] for c, w in zip(colds, warms)),
            "diff_cpu": med(c["cpu"] - w["cpu"] for c, w in zip(colds, warms)),
            "compile": med(sum(r["self"] for r in c["compiles"]) for c in colds),
+           "other": med(r.get("other", float("nan")) for r in colds + warms),
            "count": med(len(c["compiles"]) for c in colds)}
     per = {}
     for c in colds:
@@ -147,12 +164,31 @@ def main(argv=None):
     ap.add_argument("--tree", action="append", default=None,
                     help="checkout to measure (repeatable; default: the one holding this script)")
     ap.add_argument("--top", type=int, default=12, help="signatures shown in the table")
+    ap.add_argument("--save", metavar="FILE", help="append each round's measurements to FILE (JSON lines)")
+    ap.add_argument("--results", metavar="FILE", help="summarize the rounds saved in FILE (--save) instead of "
+                    "running any: rounds run one at a time, whenever the shared machine is quiet")
+    ap.add_argument("--max-other", type=float, default=None, metavar="SHARE",
+                    help="with --results: leave out the rounds (a tree's cold and warm run) during which "
+                    "other processes used more than SHARE (0-1) of the cores")
     args = ap.parse_args(argv)
     trees = [os.path.abspath(t) for t in (args.tree or [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))])]
 
     runs = {t: ([], []) for t in trees}
     clis = []
-    for _ in range(args.rounds):
+    if args.results:
+        runs = {}
+        with open(args.results) as f:
+            for line in f:
+                saved = json.loads(line)
+                other = max(saved["cold"]["other"], saved["warm"]["other"])
+                if args.max_other is not None and other > args.max_other:
+                    continue
+                runs.setdefault(saved["tree"], ([], []))
+                runs[saved["tree"]][0].append(saved["cold"])
+                runs[saved["tree"]][1].append(saved["warm"])
+        trees = list(runs)
+        args.rounds = min(len(cold) for cold, _ in runs.values())
+    for _ in range(0 if args.results else args.rounds):
         for tree in trees:
             tmp = tempfile.mkdtemp(prefix="sparsemb-bench-compile-")
             try:
@@ -160,6 +196,9 @@ def main(argv=None):
                 runs[tree][1].append(child(tmp, tree))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+            if args.save:
+                with open(args.save, "a") as f:
+                    f.write(json.dumps({"tree": tree, "cold": runs[tree][0][-1], "warm": runs[tree][1][-1]}) + "\n")
         if args.cli:
             tmp = tempfile.mkdtemp(prefix="sparsemb-bench-compile-")
             try:
@@ -181,6 +220,8 @@ def main(argv=None):
         lines += [", ".join(bu.machine()[:2]) + ".",
                   f"Command: `python scripts/bench_compile.py --rounds {args.rounds}"
                   + "".join(f" --tree {n}" for n in names if len(trees) > 1)
+                  + (" --save FILE` run round by round, then `--results FILE" if args.results else "")
+                  + (f" --max-other {args.max_other:g}" if args.results and args.max_other is not None else "")
                   + (" --cli" if args.cli else "") + "`; medians of "
                   f"{args.rounds} rounds, each a fresh process with an empty `NUMBA_CACHE_DIR`, then one with "
                   "that cache full.", ""]
@@ -194,7 +235,8 @@ def main(argv=None):
               row("CPU seconds, warm run", "warm_cpu"),
               row("CPU seconds, cold - warm (median of each round's)", "diff_cpu"),
               row("inside Numba compiles (CPU seconds of the compiling thread)", "compile"),
-              row("compilations (kernel x signature, Numba's own included)", "count", "{:.0f}")]
+              row("compilations (kernel x signature, Numba's own included)", "count", "{:.0f}"),
+              row("other processes' share of the cores during the runs", "other", "{:.0%}")]
     if clis:
         med = statistics.median
         lines += [f"| `sparsemb demo --quiet` (installed) cold / warm | {med(a for a, _ in clis):.2f} / "

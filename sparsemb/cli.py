@@ -330,16 +330,26 @@ def _evaluate(args, parser):
 
 
 def _demo(args, parser):
-    from .word2vec.demo import run_demo
+    import time
+
+    from .word2vec.demo import compile_kernels, run_demo
 
     if args.dir and not os.path.isdir(args.dir):
         raise FileNotFoundError(f"directory does not exist: {args.dir}")
     models = {"cbow": [0], "skipgram": [1], "both": [1, 0]}[args.model]
     helper = _compile_ahead(models[1:], args.dim, args.seed)
     try:
+        if helper is not None:
+            deadline = time.monotonic() + _COMPILE_AHEAD_WAIT
+            # The first model's kernel here, from sentences in memory, while the helper compiles the
+            # kernels that count a corpus file; then wait for those rather than compile them a second
+            # time. The encoder (encode_block, half a second) is left to this process, which otherwise
+            # waits longer for the helper than the helper for it.
+            compile_kernels(sg=models[0], vector_size=args.dim, seed=args.seed, quiet=args.quiet)
+            _wait_for_counting(helper, deadline)
         for sg in models:
             if helper is not None and sg != models[0]:
-                _finish(helper, _COMPILE_AHEAD_WAIT)
+                _finish(helper, deadline - time.monotonic())
             run_demo(sg=sg, vector_size=args.dim, epochs=args.epochs, workers=args.threads, seed=args.seed,
                      directory=args.dir, quiet=args.quiet, overwrite=args.force or sg != models[0])
     finally:
@@ -347,20 +357,25 @@ def _demo(args, parser):
             _finish(helper, 0)
 
 
-#: Seconds the demo waits for the helper of :func:`_compile_ahead` before compiling the kernel itself.
+#: Seconds the demo waits for the helper of :func:`_compile_ahead`, in all, before compiling what the
+#: helper has not compiled itself.
 _COMPILE_AHEAD_WAIT = 300
 
 
 def _compile_ahead(later, dim, seed):
-    """Start a process that compiles the training kernel of the demo's second model (into the on-disk
-    cache) while this one compiles and trains the first; return it, or None when there is nothing to
-    gain (one model, one core, a kernel already compiled, no cache to share it through).
+    """Start a process that compiles, into the on-disk cache, the kernels that count the demo's corpus
+    and the training kernel of its second model while this one compiles the first model's kernel;
+    return it, or None when there is nothing to gain (one model, one core, a kernel already compiled,
+    no cache to share it through).
 
     A first demo on a cold cache spends most of its time compiling, one kernel after another on one
-    core; the second model's kernel does not depend on the first's, so with a second core free the
-    user does not wait for it. The machine does the same work, plus the helper's start (about a
-    second of CPU). The helper trains that model once on a small corpus (:func:`_compile_for_demo`),
-    so it compiles exactly the signature the real run will ask for; whatever it fails to do, this
+    core. The first model's training kernel needs none of the tokenizer's kernels to be compiled
+    (:func:`~sparsemb.word2vec.demo.compile_kernels` trains on sentences in memory), the second
+    model's kernel none of the first's, so with a second core free the demo waits for about the
+    longer of the two processes' shares, not for their sum. The machine does the same work, plus the
+    helper's start (about a second of CPU). The helper counts a small corpus and trains the second
+    model on sentences in memory (:func:`_compile_for_demo`), through the functions the real run
+    calls, so it compiles the very signatures that run asks for; whatever it fails to do, this
     process compiles as it would have.
     """
     from . import _config
@@ -376,8 +391,10 @@ def _compile_ahead(later, dim, seed):
         return None
     # This very sparsemb (a checkout or an installed one), whatever the helper's working directory holds.
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from sparsemb.cli import _compile_for_demo; "
-            "_compile_for_demo(*map(int, sys.argv[2:]))")
+    # Left with os._exit once done (its cache files are written and closed): tearing Numba and LLVM down
+    # is half a second that the demo would wait for.
+    code = ("import os, sys; sys.path.insert(0, sys.argv[1]); from sparsemb.cli import _compile_for_demo; "
+            "_compile_for_demo(*map(int, sys.argv[2:])); os._exit(0)")
     try:
         return subprocess.Popen([sys.executable, "-c", code, root, str(later[0]), str(dim), str(seed)],
                                 env=dict(os.environ, NUMBA_NUM_THREADS="1"), stdin=subprocess.DEVNULL,
@@ -387,21 +404,25 @@ def _compile_ahead(later, dim, seed):
 
 
 def _compile_for_demo(sg, dim, seed):
-    """The helper process of :func:`_compile_ahead`: once the parent has compiled the tokenizer's
-    kernels (so that they are not compiled twice, at the same time), train the demo's model ``sg``
-    for one epoch on a tenth of its corpus, one thread, which compiles what the real run needs."""
-    import io
+    """The helper process of :func:`_compile_ahead`: compile the tokenizer's kernels that count the
+    demo's corpus (the demo needs them first), then the training kernel of its model ``sg``."""
+    from .word2vec.demo import compile_counting, compile_kernels
+
+    compile_counting(seed)
+    compile_kernels(sg=sg, vector_size=dim, seed=seed, quiet=True)
+
+
+def _wait_for_counting(helper, deadline):
+    """Wait until the kernels that count a corpus are in the on-disk cache, the helper has ended, or
+    ``deadline`` (``time.monotonic()``) has passed."""
     import time
 
     from . import _config
     from .kernels import tokenizer
-    from .word2vec.demo import run_demo
 
-    deadline = time.monotonic() + _COMPILE_AHEAD_WAIT
-    while _config.cache_is_cold(tokenizer.count_block, tokenizer.encode_block) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    run_demo(sg=sg, vector_size=dim, epochs=1, workers=1, seed=seed, n_sentences=2000, quiet=True,
-             out=io.StringIO())
+    while (_config.cache_is_cold(tokenizer.count_block, tokenizer.insert_words) and helper.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
 
 
 def _finish(helper, timeout):
@@ -409,7 +430,7 @@ def _finish(helper, timeout):
     import subprocess
 
     try:
-        helper.wait(timeout)
+        helper.wait(max(timeout, 0))
     except subprocess.TimeoutExpired:
         helper.kill()
         helper.wait()

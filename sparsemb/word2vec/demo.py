@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from .._io import atomic_write
+from .corpus import WordTable, count_file
 from .keyedvectors import KeyedVectors
 from .model import Word2Vec
 
@@ -93,6 +94,46 @@ def write_analogies(path):
                 for a2, b2, _ in pairs:
                     if a1 != a2:
                         f.write(f"{a1} {b1} {a2} {b2}\n{b1} {a1} {b2} {a2}\n")
+
+
+def compile_counting(seed=1):
+    """Compile (or load from the cache) the tokenizer's kernels that count :func:`run_demo`'s corpus
+    file, ``count_block`` and ``insert_words`` (with ``_wide_space``), by counting a small demo corpus:
+    for a first run that compiles its other kernels in another process at the same time.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the small corpus (any seed compiles the same kernels).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "corpus.txt")
+        generate_corpus(path, n_sentences=200, seed=seed)
+        table, _, _ = count_file(path)
+        WordTable.from_words(table.words(range(table.n_words)))  # as a training pass makes its table
+
+
+def compile_kernels(sg=1, vector_size=50, seed=1, quiet=False, shared_negatives=True):
+    """Compile (or load from the cache) what :func:`run_demo` with these settings trains with, but none
+    of the tokenizer's kernels: the training kernel and the alias table.
+
+    Trains a throwaway model for one epoch on one sentence per planted pair, held in memory (an
+    iterable corpus is counted and encoded in Python, a file by the tokenizer's kernels), so that a
+    first demo can compile its training kernel here while another process compiles the tokenizer.
+    The kernels' argument types are those of :func:`run_demo`'s run, whatever the corpus.
+
+    Parameters
+    ----------
+    sg, vector_size, seed, shared_negatives
+        As :func:`run_demo`.
+    quiet : bool
+        No notice that a first run compiles.
+    """
+    sentences = [[a, b, *topic] for _, _, pairs in FAMILIES.values() for a, b, topic in pairs]
+    model = Word2Vec(sg=sg, vector_size=vector_size, window=5, min_count=1, workers=1, seed=seed,
+                     shared_negatives=shared_negatives, quiet=quiet)
+    model.build_vocab(sentences)  # says, unless quiet, that a first run compiles
+    model.train(sentences, total_examples=len(sentences), epochs=1, quiet=True)
 
 
 def run_demo(sg=1, vector_size=50, epochs=10, workers=None, seed=1, n_sentences=20000, directory=None,
