@@ -1,9 +1,9 @@
 """Benchmark a full sparse training step against PyTorch CPU (issue 3, item 7).
 
-One step = ``out = emb(ids); opt.backward_step(emb, g)`` (fused backward + update) or PyTorch's loop
-``opt.zero_grad(); out = emb(ids); emb.backward(g); opt.step()`` (also timed; ``step()`` runs the same
-fused kernel on the gradient ``backward`` left unsummed, so the two should be within noise) on a 1,000,000 x 64
-float32 table with 65,536 Zipf(1.1) ids, 2 threads, against ``nn.Embedding(sparse=True)`` and the
+One step = ``opt.zero_grad(); out = emb(ids); opt.backward_step(emb, g)`` (fused backward + update)
+or PyTorch's loop ``opt.zero_grad(); out = emb(ids); emb.backward(g); opt.step()`` (also timed, on the
+same layer and optimizer; ``step()`` runs the same fused kernel on the gradient ``backward`` left
+unsummed, so the two should be within noise) on a 1,000,000 x 64 float32 table with 65,536 Zipf(1.1) ids, 2 threads, against ``nn.Embedding(sparse=True)`` and the
 same ``torch.optim`` optimizer, all interleaved in one process (round-robin, medians). The upstream
 gradient ``g`` is one fixed random (n, 64) array, the same for both.
 
@@ -55,12 +55,15 @@ def floor_bytes(n, unique_ids, dim, itemsize, row_states, scalar_states):
     return lookup + backward + update
 
 
-def ours_step(num_embeddings, name, ids, g, fused=True):
-    """A closure running one sparsemb training step (the layer and optimizer live in it)."""
+def ours_steps(num_embeddings, name, ids, g):
+    """Closures running one sparsemb training step, fused and as torch's loop, on one layer and
+    optimizer (which live in them): the two are compared on the same memory, as a table's pages
+    (huge or not) and its place in the caches differ from one allocation to the next."""
     emb = sm.Embedding(num_embeddings, DIM, seed=0)
     opt = OPTIMIZERS[name][0](emb)
 
     def fused_step():
+        opt.zero_grad()  # the loop's step() leaves its gradient, as torch's does (about a microsecond)
         emb(ids)
         opt.backward_step(emb, g)
 
@@ -69,7 +72,7 @@ def ours_step(num_embeddings, name, ids, g, fused=True):
         emb(ids)
         emb.backward(g)
         opt.step()
-    return fused_step if fused else loop_step
+    return fused_step, loop_step
 
 
 def torch_step(torch, name, ids, g):
@@ -98,8 +101,7 @@ def compare(torch, ids, g, rounds, markdown):
                                                          emb.zero_grad()),
     }
     for name, (_, torch_name, _, _) in OPTIMIZERS.items():
-        cases[f"{name}: sparsemb"] = ours_step(NUM_EMBEDDINGS, name, ids, g)
-        cases[f"{name}: sparsemb loop"] = ours_step(NUM_EMBEDDINGS, name, ids, g, fused=False)
+        cases[f"{name}: sparsemb"], cases[f"{name}: sparsemb loop"] = ours_steps(NUM_EMBEDDINGS, name, ids, g)
         if torch is not None and torch_name is not None:
             cases[f"{name}: torch"] = torch_step(torch, torch_name, ids, g)
     copies = {"copy: np.copyto (output-sized)": copy_case(out_bytes),
@@ -147,7 +149,7 @@ def flat(g, rounds, markdown, sizes=(100_000, 1_000_000, 10_000_000)):
     rows = []
     uniques = [np.unique(zipf_ids(BATCH, n)).size for n in sizes]
     for name in OPTIMIZERS:
-        cases = {n: ours_step(n, name, zipf_ids(BATCH, n), g) for n in sizes}
+        cases = {n: ours_steps(n, name, zipf_ids(BATCH, n), g)[0] for n in sizes}
         t = interleaved(cases, rounds)
         del cases
         gc.collect()
@@ -177,7 +179,8 @@ def main(argv=None):
             parts.append(flat(g, args.flat_rounds, args.markdown))
     blocks = [f"workload: {NUM_EMBEDDINGS:,} x {DIM} float32 table, {BATCH:,} Zipf({ZIPF_A}) ids "
               f"({n_unique:,} unique), {THREADS} threads, median of {args.rounds} interleaved rounds; "
-              "fused step = forward + opt.backward_step; loop = zero_grad + forward + backward + step"] + parts
+              "fused step = zero_grad + forward + opt.backward_step; loop = zero_grad + forward + backward + step, "
+              "both on one layer and optimizer"] + parts
     blocks.append("floor = (ids + n rows read + n x dim output written + n x dim gradient read + "
                   "each unique row of weight and state read and written; a state of one value a row "
                   "counted by the 64-byte lines its rows fall in, as memory moves them) / copy "
