@@ -55,7 +55,7 @@ def _cpu_pressure() -> float:
 DISCARDED = [0]
 
 
-def interleaved(cases: dict, rounds: int, warmup: int = 2, max_wait: float = 0.05) -> dict:
+def interleaved(cases: dict, rounds: int, warmup: int = 2, max_wait: float = 0.05, between=None) -> dict:
     """Median seconds per call of each callable in ``cases`` ({name: fn}), run round-robin.
 
     ``warmup`` untimed rounds come first (JIT compilation, page faults, allocator warm-up). A round
@@ -64,6 +64,7 @@ def interleaved(cases: dict, rounds: int, warmup: int = 2, max_wait: float = 0.0
     ten times ``rounds`` attempts; the count is kept in ``DISCARDED``. Each round runs the cases in
     a new order (seeded), so that no case always follows the same one: what a case leaves behind
     (caches filled, memory freed to the system that the next one faults in again) falls on all.
+    ``between``, if given, is called (untimed) before each case, to start each from the same state.
     """
     for _ in range(warmup):
         for fn in cases.values():
@@ -78,6 +79,8 @@ def interleaved(cases: dict, rounds: int, warmup: int = 2, max_wait: float = 0.0
         sample = {}
         for name in (names[k] for k in rng.permutation(len(names))):
             fn = cases[name]
+            if between is not None:
+                between()
             t0 = time.perf_counter()
             fn()
             sample[name] = time.perf_counter() - t0
@@ -88,7 +91,7 @@ def interleaved(cases: dict, rounds: int, warmup: int = 2, max_wait: float = 0.0
         for name, t in sample.items():
             times[name].append(t)
     if not times[names[0]]:  # never quiet: time anyway, and say so through DISCARDED
-        return interleaved(cases, rounds, warmup=0, max_wait=float("inf"))
+        return interleaved(cases, rounds, warmup=0, max_wait=float("inf"), between=between)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
