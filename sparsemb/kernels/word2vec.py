@@ -634,7 +634,12 @@ def _stretch(t, smp, cfg, span, state, scr, center):
     the sentence, with the context in positions ``lo:hi``.
 
     No min() or max() here or in the centre functions, and no array made (the buffers ``scr`` come
-    from :func:`train_stretch`): each would compile an implementation of its own on a first run."""
+    from :func:`train_stretch`): each would compile an implementation of its own on a first run.
+
+    The bundles are taken as borrowed views (:func:`~sparsemb.kernels.borrow.borrowed`): the centre
+    function, inlined at every example, would otherwise add and drop a reference to each of their
+    arrays there."""
+    t, smp, span, scr = borrowed(t), borrowed(smp), borrowed(span), borrowed(scr)
     ids, starts = span.ids, span.starts
     window = cfg.window
     sent = scr.sent
@@ -675,20 +680,17 @@ def _stretch(t, smp, cfg, span, state, scr, center):
 
 @jit(fastmath=True)
 def _train_sg_shared(tables, sampling, config, span, state, scratch):
-    return _stretch(borrowed(tables), borrowed(sampling), config, borrowed(span), state, borrowed(scratch),
-                    _sg_center_shared)
+    return _stretch(tables, sampling, config, span, state, scratch, _sg_center_shared)
 
 
 @jit(fastmath=True)
 def _train_sg(tables, sampling, config, span, state, scratch):
-    return _stretch(borrowed(tables), borrowed(sampling), config, borrowed(span), state, borrowed(scratch),
-                    _sg_center)
+    return _stretch(tables, sampling, config, span, state, scratch, _sg_center)
 
 
 @jit(fastmath=True)
 def _train_cbow(tables, sampling, config, span, state, scratch):
-    return _stretch(borrowed(tables), borrowed(sampling), config, borrowed(span), state, borrowed(scratch),
-                    _cbow_center)
+    return _stretch(tables, sampling, config, span, state, scratch, _cbow_center)
 
 
 def train_kernel(sg, shared, negative):
