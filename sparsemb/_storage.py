@@ -28,6 +28,7 @@ from io import BytesIO
 import numpy as np
 
 from ._io import TMP_PREFIX, atomic_write, check_output
+from .kernels.embedding import aligned_empty
 from .kernels.rowcache import CacheMap, assign
 
 
@@ -643,13 +644,10 @@ def _pool(kind):
         return _pools[kind]
 
 
-def _aligned(count, dtype, align=4096):
-    """An uninitialised array of ``count`` records of ``dtype`` whose data starts on an ``align``-byte
-    boundary (what ``O_DIRECT`` needs of a buffer)."""
-    nbytes = count * dtype.itemsize
-    raw = np.empty(nbytes + align, dtype=np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start:start + nbytes].view(dtype)
+def _aligned(count, dtype):
+    """An uninitialised array of ``count`` records of ``dtype`` starting on a page (what ``O_DIRECT``
+    needs of a buffer)."""
+    return aligned_empty(count, dtype, mmap.PAGESIZE)
 
 
 def log_dir(path) -> str:

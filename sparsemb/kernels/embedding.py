@@ -57,9 +57,10 @@ def gather(weight, ids, out):
 ALIGN = 64
 
 
-def aligned_empty(shape, dtype):
-    """``np.empty(shape, dtype)`` whose data starts on an :data:`ALIGN`-byte boundary and has its cache
-    lines to itself (no other allocation shares one).
+def aligned_empty(shape, dtype, align=ALIGN):
+    """``np.empty(shape, dtype)`` whose data starts on an ``align``-byte boundary (a cache line by
+    default; ``O_DIRECT`` buffers ask for a page) and has its cache lines to itself (no other
+    allocation shares one).
 
     NumPy's own arrays start 16 bytes past a line: a 256-byte row then spans 5 lines instead of 4, and
     random row reads and updates move a quarter more memory. Small arrays of two threads may share a
@@ -68,8 +69,8 @@ def aligned_empty(shape, dtype):
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes == 0:
         return np.empty(shape, dtype)
-    raw = np.empty(-(-nbytes // ALIGN) * ALIGN + ALIGN, dtype=np.uint8)
-    start = -raw.ctypes.data % ALIGN
+    raw = np.empty(-(-nbytes // align) * align + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
