@@ -310,6 +310,30 @@ def test_training_with_a_zero_count_moves_the_rate_by_epoch_only():
     assert (effective, raw) == (30, 30) and np.isfinite(model.wv.vectors).all()
 
 
+@pytest.mark.parametrize("size", [0, 1000, 70_000, 3_000_000, 36_022_282])
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_file_pieces_shrink_toward_the_end(size, workers):
+    """A corpus file is cut into pieces of FEED_PIECE_BYTES while much is left, then into smaller ones,
+    so that the threads finish an epoch together: no piece is larger than the ones before it or than
+    a 2 * workers-th of what is left from its start, none but the last smaller than a sixteenth of
+    FEED_PIECE_BYTES; one worker takes the file whole."""
+    from sparsemb.word2vec import model as model_module
+
+    full, smallest = model_module.FEED_PIECE_BYTES, model_module.FEED_PIECE_BYTES // 16
+    cuts = model_module._piece_cuts(size, workers)
+    bounds = [0] + cuts + [size]
+    pieces = np.diff(bounds)
+    assert (pieces > 0).all() or size == 0
+    if workers == 1 or size <= smallest:
+        assert cuts == []
+        return
+    assert (np.diff(pieces[:-1]) <= 0).all() and pieces.max() <= full
+    assert (pieces[:-1] >= smallest).all()
+    assert all(p <= max((size - lo) // (2 * workers), smallest) for p, lo in zip(pieces[:-1], bounds))
+    if size > 4 * workers * full:
+        assert pieces[0] == full and pieces[-2] == smallest
+
+
 def test_file_pieces_go_to_whichever_thread_is_free(demo_corpus, monkeypatch):
     """With several threads a corpus file is cut into pieces that a thread takes when it is free: a
     stalled thread holds one piece, the other trains the rest; every word is trained once, and the

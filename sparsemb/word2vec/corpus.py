@@ -433,10 +433,24 @@ def byte_ranges(path, n):
         ``n + 1`` offsets; range ``t`` is ``[offsets[t], offsets[t + 1])`` (possibly empty).
     """
     size = os.path.getsize(path)
+    return line_ranges(path, [size * t // n for t in range(1, n)])
+
+
+def line_ranges(path, cuts):
+    """Cut a file at ascending byte positions ``cuts``, each moved on to the start of the line after
+    the one holding the byte before it.
+
+    Returns
+    -------
+    list of int
+        ``len(cuts) + 2`` offsets, from 0 to the file's size; range ``t`` is ``[offsets[t], offsets[t +
+        1])`` (possibly empty).
+    """
+    size = os.path.getsize(path)
     offsets = [0]
     with open(path, "rb") as f:
-        for t in range(1, n):
-            cut = max(size * t // n, offsets[-1])
+        for cut in cuts:
+            cut = max(cut, offsets[-1])
             if cut > 0:
                 f.seek(cut - 1)
                 f.readline()  # to the end of the line holding byte cut - 1

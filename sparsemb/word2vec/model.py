@@ -56,6 +56,21 @@ _STATE = ("epoch_losses", "corpus_count", "corpus_total_words", "effective_min_c
           "train_count", "running_training_loss")
 
 
+def _piece_cuts(size, workers):
+    """Where :meth:`Word2Vec._file_feed` cuts a corpus file of ``size`` bytes (before moving each cut to
+    a line start): pieces of ``FEED_PIECE_BYTES`` while the rest is large, then each a ``2 * workers``-th
+    of the rest, down to a sixteenth of ``FEED_PIECE_BYTES``, so that a thread taking the last piece
+    while the others are busy keeps them waiting for a small piece only; no cut with one worker."""
+    cuts, pos, smallest = [], 0, max(FEED_PIECE_BYTES // 16, 1)
+    while workers > 1:
+        piece = max(min(FEED_PIECE_BYTES, (size - pos) // (2 * workers)), smallest)
+        if pos + piece >= size:
+            break
+        pos += piece
+        cuts.append(pos)
+    return cuts
+
+
 def _seed_states(seed, n):
     """Distinct 48-bit LCG states for ``n`` threads from one seed (splitmix64 of seed and thread)."""
     mask = (1 << 64) - 1
@@ -819,15 +834,16 @@ class Word2Vec:
         Pieces handed out as threads free up, rather than one equal byte range per thread, keep both
         busy to the end of an epoch: a range's speed depends on its text (sentence lengths, how many
         words subsampling drops), and the thread with the faster range used to idle for the rest of the
-        other's. The learning rate follows the epoch's progress: a piece's runs from the rate at its
+        other's. The last pieces are smaller (:func:`_piece_cuts`), so the threads finish together. The
+        learning rate follows the epoch's progress: a piece's runs from the rate at its
         first byte's share of the file to the rate at its last's.
         """
         path = key[1]
         table = _corpus.WordTable.from_words(self.vocab.index_to_key)
         total, raw = self._file_counts(key, table)
         size = os.path.getsize(path)
-        pieces = 1 if self.workers == 1 else max(self.workers, -(-size // FEED_PIECE_BYTES))
-        offsets = _corpus.byte_ranges(path, pieces)
+        offsets = _corpus.line_ranges(path, _piece_cuts(size, self.workers))
+        pieces = len(offsets) - 1
         size = max(size, 1)
         # Tokens per piece are known only after reading it; the schedule uses the byte share (exact
         # with one thread).
