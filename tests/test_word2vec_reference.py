@@ -190,3 +190,67 @@ def test_a_run_compiles_only_the_code_of_its_kind(case):
     want = tuple(f == "syn0" or f == "lockf" or used[f] for f in fields)
     typed = {tuple(t != types.none for t in sig[0].types) for sig in kernel.signatures}
     assert want in typed
+
+
+def _random_run(case, private, v=40, dim=8, tokens=3 * K.MERGE_WORDS, seed=3):
+    """Tables after one call of the training kernel on a random corpus of ``tokens`` tokens, with
+    ``private`` rows of each thread's own."""
+    rng = np.random.default_rng(seed)
+    counts = np.sort(rng.integers(1, 400, v))[::-1].copy()
+    syn0 = ((rng.random((v, dim)) - 0.5) / dim).astype(np.float32)
+    syn1neg = (0.3 * rng.standard_normal((v, dim))).astype(np.float32)
+    syn1 = (0.3 * rng.standard_normal((v, dim))).astype(np.float32)
+    adagrad = bool(case.get("adagrad"))
+    tables = K.Tables(syn0, syn1neg, syn1, np.zeros_like(syn0), np.zeros_like(syn1neg), np.ones(1, np.float32))
+    tree = huffman_tree(counts)
+    neg_prob, neg_alias = K.alias_table(counts.astype(np.float64) ** 0.75)
+    sampling = K.Sampling(np.full(v, 2**32, np.int64), neg_prob, neg_alias, tree.codes, tree.points, tree.offsets,
+                          SIGMOID, LOGSIG)
+    config = K.Config(3, case["negative"], bool(case["hs"]), bool(case["sg"]), bool(case["shared"]), True, adagrad,
+                      True, np.float32(1e-10), private)
+    ids = rng.choice(v, tokens, p=counts / counts.sum()).astype(np.int32)  # id 0 the most frequent
+    starts = np.arange(0, tokens + 1, 50, dtype=np.int64)
+    alpha = np.float32(0.05)
+    span = K.Span(ids, starts, 0, len(starts) - 1, alpha, alpha, 0, tokens)
+    K.train_stretch(tables, sampling, config, span, np.uint64(99))
+    return tables
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_private_rows_train_as_the_tables_do_when_alone(case):
+    """A call that keeps the most frequent rows in a copy of its own, merged into the tables every
+    MERGE_WORDS centre words and at its end, leaves them bit for bit as training on the tables does when
+    no other thread writes them: every read and write of a row goes to the copy that holds it."""
+    plain = _random_run(case, 0)
+    for private in (1, 7, 40, 100):  # 40 and 100: every row private
+        got = _random_run(case, private)
+        for name in ("syn0", "syn1neg", "syn1", "acc0", "acc1"):
+            assert np.array_equal(getattr(got, name), getattr(plain, name)), (private, name)
+    start = _random_run(case, 0, tokens=0)
+    assert not np.array_equal(plain.syn0[:7], start.syn0[:7])  # the private rows were trained
+
+
+def test_a_merge_adds_this_calls_changes_to_the_others():
+    """Merging private rows: the table gets this call's change since the last merge on top of what
+    other threads wrote there meanwhile; the copy and its base then hold the merged rows; rows past the
+    private ones are not touched."""
+    from numba import njit
+
+    @njit
+    def merge(table, own, base):
+        K._merge(table, own, base)
+
+    rng = np.random.default_rng(5)
+    base = rng.integers(-8, 8, (3, 4)).astype(np.float32) / 4  # quarters: sums exact in float32
+    table = np.vstack([base, np.full((2, 4), 7, np.float32)])
+    own = base.copy()
+    own[1] += 0.5  # this call changed row 1 and one value of row 2
+    own[2, 3] -= 1.25
+    table[1, :2] += 2.0  # another thread changed half of row 1 and row 0
+    table[0] -= 0.25
+    want = table.copy()
+    want[:3] += own - base
+    merge(table, own, base)
+    assert np.array_equal(table, want)
+    assert np.array_equal(own, want[:3]) and np.array_equal(base, want[:3])
+    assert (table[3:] == 7).all()

@@ -12,6 +12,13 @@ Threads (Hogwild): :func:`train_stretch` trains one stretch of sentences with on
 releases the GIL, so the trainer runs one call per thread, each on its own stretch, all updating the
 shared tables without locks, as the C tool and gensim do. With one thread the result is a pure
 function of the inputs, so a seed reproduces a run bit for bit.
+
+Rows both threads write cost more than rows one thread writes: each write takes the row's cache lines
+from the other core. The most written rows are the most frequent words' (ids sorted by frequency
+come first), so with ``Config.private`` each call keeps a private copy of the first ``private`` rows
+of ``syn0`` and ``syn1neg``, trains on it, and merges it into the shared tables every
+:data:`MERGE_WORDS` centre words (:func:`_merge`): Hogwild still, with its writes to the hottest rows
+batched.
 """
 from __future__ import annotations
 
@@ -35,6 +42,8 @@ EXP_TABLE_SIZE = 1000
 #: Table index per unit of score. word2vec C and gensim compute EXP_TABLE_SIZE / MAX_EXP / 2 in integer
 #: arithmetic (83, not 83.3): the same index, so the same sigmoid, as theirs.
 TABLE_SCALE = EXP_TABLE_SIZE // int(MAX_EXP) // 2
+#: Centre words a call trains between two merges of its private rows into the shared tables.
+MERGE_WORDS = 2000
 
 _LCG_MUL = np.uint64(25214903917)
 _LCG_ADD = np.uint64(11)
@@ -227,6 +236,10 @@ class Config(NamedTuple):
         context words (:func:`_sg_center_shared`).
     eps : float32
         Adagrad's epsilon.
+    private : int
+        Rows ``0:private`` of ``syn0`` and ``syn1neg`` (the most frequent words') that each call updates
+        in a copy of its own, merged into the tables every :data:`MERGE_WORDS` centre words and at its
+        end; 0 (the default, for one thread) trains on the tables alone.
     """
 
     window: int
@@ -238,6 +251,7 @@ class Config(NamedTuple):
     adagrad: bool
     shrink: bool
     eps: np.float32
+    private: int = 0
 
 
 class Span(NamedTuple):
@@ -276,7 +290,9 @@ HIDDEN, STEP, TMP = 0, 1, 2
 class _Scratch(NamedTuple):
     """One call's buffers: the subsampled sentence; ``work`` (rows HIDDEN, STEP, TMP); context rows'
     steps; ids (context words in ``rows[0]``, output targets in ``rows[1]``); shared skip-gram's
-    coefficients; the weights of a plain sum (:func:`_scratch` makes them)."""
+    coefficients; the weights of a plain sum; the call's private rows of ``syn0`` and ``syn1neg``
+    (``own0``, ``own1``) and their values at the last merge (``base0``, ``base1``), each
+    ``(Config.private, dim)`` (:func:`_scratch` makes them)."""
 
     sent: np.ndarray
     work: np.ndarray
@@ -284,6 +300,10 @@ class _Scratch(NamedTuple):
     rows: np.ndarray
     coef: np.ndarray
     unit: np.ndarray
+    own0: np.ndarray
+    base0: np.ndarray
+    own1: np.ndarray
+    base1: np.ndarray
 
 
 def _typed_choice(when_none, otherwise):
@@ -312,6 +332,41 @@ def _typed_choice(when_none, otherwise):
     return decorate
 
 
+@jit(inline="always")
+def _rows(own, table, row):
+    """The array that holds this call's ``table[row]``: its private copy ``own`` of the table's first
+    rows, or the table."""
+    return own if row < own.shape[0] else table
+
+
+def _no_merge(table, own, base):
+    pass
+
+
+@jit()
+def _merge_rows(table, own, base):  # not inlined: Numba's SSA pass warns of the loop's variables there
+    for r in range(own.shape[0]):
+        for d in range(own.shape[1]):
+            now, mine, was = table[r, d], own[r, d], base[r, d]
+            if now != was:
+                mine += now - was
+            table[r, d] = mine
+            own[r, d] = mine
+            base[r, d] = mine
+
+
+def _merge_table(table, own, base):
+    _merge_rows(table, own, base)
+
+
+@_typed_choice(_no_merge, _merge_table)
+def _merge(table, own, base):
+    """Add this call's changes to its private rows since the last merge (``own - base``) to the
+    table's first rows, and take the result, the other threads' changes in it, as the new ``own`` and
+    ``base`` (nothing without the table: None). A value nobody else changed is set to ``own``'s as it
+    is, so that a call alone on the tables trains them bit for bit as without private rows."""
+
+
 @jit(inline="always", fastmath=True)
 def _dot(a, ra, b, rb):
     """``a[ra] . b[rb]`` in float32."""
@@ -338,24 +393,24 @@ def _pair(f, label, sigmoid, logsig):
     return (np.float32(1.0) - label) * f - logsig[idx], label - sigmoid[idx]
 
 
-def _no_targets(syn1neg, center, targets, negative, smp, state):
+def _no_targets(syn1neg, own1, center, targets, negative, smp, state):
     return 0, state
 
 
-def _noise_targets(syn1neg, center, targets, negative, smp, state):
+def _noise_targets(syn1neg, own1, center, targets, negative, smp, state):
     targets[0] = center
     nt = 1
     for k in range(negative):
         state, t = _draw(state, smp.neg_prob, smp.neg_alias)
         if t != center:
-            prefetch_row(syn1neg, t)
+            prefetch_row(_rows(own1, syn1neg, t), t)
             targets[nt] = t
             nt += 1
     return nt, state
 
 
 @_typed_choice(_no_targets, _noise_targets)
-def _draw_targets(syn1neg, center, targets, negative, smp, state):
+def _draw_targets(syn1neg, own1, center, targets, negative, smp, state):
     """``targets[0] = center``, then ``negative`` noise words, leaving out any equal to ``center`` (as
     gensim does), each output row asked for as it is drawn. Returns how many targets there are (0
     without negative sampling: ``syn1neg`` None), and the generator state."""
@@ -400,23 +455,24 @@ def _update_output(acc1, syn1, target, h, hrow, err, alpha, eps, work):
     syn1[target]`` for SGD, the raw gradient for Adagrad (``work[TMP]`` is scratch)."""
 
 
-def _no_layer(syn1neg, acc1, h, hrow, targets, nt, alpha, eps, smp, work):
+def _no_layer(syn1neg, own1, acc1, h, hrow, targets, nt, alpha, eps, smp, work):
     return 0.0
 
 
-def _noise_layer(syn1neg, acc1, h, hrow, targets, nt, alpha, eps, smp, work):
+def _noise_layer(syn1neg, own1, acc1, h, hrow, targets, nt, alpha, eps, smp, work):
     loss = 0.0
     for k in range(nt):
         target = targets[k]
-        l, err = _pair(_dot(h, hrow, syn1neg, target), np.float32(k == 0), smp.sigmoid, smp.logsig)
+        out = _rows(own1, syn1neg, target)
+        l, err = _pair(_dot(h, hrow, out, target), np.float32(k == 0), smp.sigmoid, smp.logsig)
         loss += l
         if err != 0.0:
-            _update_output(acc1, syn1neg, target, h, hrow, err, alpha, eps, work)
+            _update_output(acc1, out, target, h, hrow, err, alpha, eps, work)
     return loss
 
 
 @_typed_choice(_no_layer, _noise_layer)
-def _negative_layer(syn1neg, acc1, h, hrow, targets, nt, alpha, eps, smp, work):
+def _negative_layer(syn1neg, own1, acc1, h, hrow, targets, nt, alpha, eps, smp, work):
     """Score hidden vector ``h[hrow]`` against ``targets[0]`` (label 1) and ``targets[1:nt]`` (label 0),
     updating each output row in place (:func:`_update_output`). Returns the loss of this example (0
     without negative sampling: ``syn1neg`` None)."""
@@ -449,27 +505,29 @@ def _softmax_layer(syn1, h, hrow, word, alpha, smp, work):
 
 
 @jit(inline="always", fastmath=True)
-def _output_layers(h, hrow, word, targets, nt, t, alpha, cfg, smp, work):
+def _output_layers(h, hrow, word, targets, nt, t, alpha, cfg, smp, scr):
     """Both output layers the run has, for predicting ``word`` from ``h[hrow]``: their loss, and in
     ``work[STEP]`` the sum of their steps for the input side."""
+    work = scr.work
     for d in range(work.shape[1]):
         work[STEP, d] = 0.0
     loss = _softmax_layer(t.syn1, h, hrow, word, alpha, smp, work)
-    loss += _negative_layer(t.syn1neg, t.acc1, h, hrow, targets, nt, alpha, cfg.eps, smp, work)
+    loss += _negative_layer(t.syn1neg, scr.own1, t.acc1, h, hrow, targets, nt, alpha, cfg.eps, smp, work)
     return loss
 
 
-def _no_prefetch(table, row):
+def _no_prefetch(table, own, row):
     pass
 
 
-def _prefetch(table, row):
-    prefetch_row(table, row)
+def _prefetch(table, own, row):
+    prefetch_row(_rows(own, table, row), row)
 
 
 @_typed_choice(_no_prefetch, _prefetch)
-def _prefetch_output(table, row):
-    """Ask for output row ``table[row]`` (nothing without the table: None)."""
+def _prefetch_output(table, own, row):
+    """Ask for output row ``table[row]``, from the call's private rows ``own`` if it is one of them
+    (nothing without the table: None)."""
 
 
 @jit(inline="always")
@@ -489,16 +547,18 @@ def _sg_center(lo, hi, i, t, smp, cfg, alpha, scr, state):
         if j == i:
             continue
         ctx = sent[j]
-        nt, state = _draw_targets(t.syn1neg, sent[i], rows[1], cfg.negative, smp, state)
-        loss += _output_layers(t.syn0, ctx, sent[i], rows[1], nt, t, alpha, cfg, smp, work)
-        _apply_step(t.acc0, t.syn0, ctx, work, STEP, _lock(t, ctx), alpha, cfg.eps, work[TMP])
+        src = _rows(scr.own0, t.syn0, ctx)
+        nt, state = _draw_targets(t.syn1neg, scr.own1, sent[i], rows[1], cfg.negative, smp, state)
+        loss += _output_layers(src, ctx, sent[i], rows[1], nt, t, alpha, cfg, smp, scr)
+        _apply_step(t.acc0, src, ctx, work, STEP, _lock(t, ctx), alpha, cfg.eps, work[TMP])
         pairs += 1
     return loss, pairs, state
 
 
 @jit(inline="always", fastmath=True)
-def _mix(out, orow, weights, table, ids, n):
-    """``out[orow] = sum(weights[m] * table[ids[m]] for m < n)``, ``n >= 1``.
+def _mix(out, orow, weights, table, own, ids, n):
+    """``out[orow] = sum(weights[m] * table[ids[m]] for m < n)``, ``n >= 1``, the rows the call holds
+    privately taken from ``own``.
 
     Rows are taken four at a time so that ``out[orow]`` is loaded and stored a quarter as often (LLVM
     cannot keep it in registers: it may alias ``table``).
@@ -506,20 +566,23 @@ def _mix(out, orow, weights, table, ids, n):
     dim = table.shape[1]
     g = weights[0]
     r = ids[0]
+    a = _rows(own, table, r)
     for d in range(dim):
-        out[orow, d] = g * table[r, d]
+        out[orow, d] = g * a[r, d]
     m = 1
     while m + 3 < n:
         g0, g1, g2, g3 = weights[m], weights[m + 1], weights[m + 2], weights[m + 3]
         r0, r1, r2, r3 = ids[m], ids[m + 1], ids[m + 2], ids[m + 3]
+        a0, a1, a2, a3 = _rows(own, table, r0), _rows(own, table, r1), _rows(own, table, r2), _rows(own, table, r3)
         for d in range(dim):
-            out[orow, d] += (g0 * table[r0, d] + g1 * table[r1, d]) + (g2 * table[r2, d] + g3 * table[r3, d])
+            out[orow, d] += (g0 * a0[r0, d] + g1 * a1[r1, d]) + (g2 * a2[r2, d] + g3 * a3[r3, d])
         m += 4
     while m < n:
         g = weights[m]
         r = ids[m]
+        a = _rows(own, table, r)
         for d in range(dim):
-            out[orow, d] += g * table[r, d]
+            out[orow, d] += g * a[r, d]
         m += 1
 
 
@@ -569,7 +632,7 @@ def _sg_center_shared(lo, hi, i, t, smp, cfg, alpha, scr, state):
     hierarchical softmax too, each context row's tree step joins its step.
     """
     sent, work, steps, rows, coef = scr.sent, scr.work, scr.steps, scr.rows, scr.coef
-    syn0, syn1 = t.syn0, t.syn1neg
+    syn0, syn1, own0, own1 = t.syn0, t.syn1neg, scr.own0, scr.own1
     center = sent[i]
     nc = 0
     for j in range(lo, hi):
@@ -578,22 +641,28 @@ def _sg_center_shared(lo, hi, i, t, smp, cfg, alpha, scr, state):
             nc += 1
     if nc == 0:
         return 0.0, 0, state
-    nt, state = _draw_targets(syn1, center, rows[1], cfg.negative, smp, state)
+    nt, state = _draw_targets(syn1, own1, center, rows[1], cfg.negative, smp, state)
     loss = 0.0
     for c in range(nc):
+        r = rows[0, c]
         for k in range(nt):
-            l, err = _pair(_dot(syn0, rows[0, c], syn1, rows[1, k]), np.float32(k == 0), smp.sigmoid, smp.logsig)
+            o = rows[1, k]
+            f = _dot(_rows(own0, syn0, r), r, _rows(own1, syn1, o), o)
+            l, err = _pair(f, np.float32(k == 0), smp.sigmoid, smp.logsig)
             loss += l
             coef[c, k] = _coefficient(t.acc1, err, alpha)
     for c in range(nc):
-        _mix(steps, c, coef[c], syn1, rows[1], nt)
-        loss += _shared_tree_step(t.syn1, syn0, rows[0, c], center, alpha, smp, work, steps, c)
+        r = rows[0, c]
+        _mix(steps, c, coef[c], syn1, own1, rows[1], nt)
+        loss += _shared_tree_step(t.syn1, _rows(own0, syn0, r), r, center, alpha, smp, work, steps, c)
     one = np.float32(1.0)
     for k in range(nt):
-        _mix(work, STEP, coef[:, k], syn0, rows[0], nc)
-        _apply_step(t.acc1, syn1, rows[1, k], work, STEP, one, alpha, cfg.eps, work[TMP])
+        o = rows[1, k]
+        _mix(work, STEP, coef[:, k], syn0, own0, rows[0], nc)
+        _apply_step(t.acc1, _rows(own1, syn1, o), o, work, STEP, one, alpha, cfg.eps, work[TMP])
     for c in range(nc):
-        _apply_step(t.acc0, syn0, rows[0, c], steps, c, _lock(t, rows[0, c]), alpha, cfg.eps, work[TMP])
+        r = rows[0, c]
+        _apply_step(t.acc0, _rows(own0, syn0, r), r, steps, c, _lock(t, r), alpha, cfg.eps, work[TMP])
     return loss, nc, state
 
 
@@ -613,17 +682,18 @@ def _cbow_center(lo, hi, i, t, smp, cfg, alpha, scr, state):
     if count == 0:
         return 0.0, 0, state
     # The noise words are drawn first so that their rows can be on their way while the context is summed.
-    nt, state = _draw_targets(t.syn1neg, sent[i], rows[1], cfg.negative, smp, state)
-    _mix(work, HIDDEN, scr.unit, syn0, rows[0], count)
+    nt, state = _draw_targets(t.syn1neg, scr.own1, sent[i], rows[1], cfg.negative, smp, state)
+    _mix(work, HIDDEN, scr.unit, syn0, scr.own0, rows[0], count)
     inv = np.float32(1.0) / np.float32(count)
     if cfg.cbow_mean:
         for d in range(syn0.shape[1]):
             work[HIDDEN, d] *= inv
-    loss = _output_layers(work, HIDDEN, sent[i], rows[1], nt, t, alpha, cfg, smp, work)
+    loss = _output_layers(work, HIDDEN, sent[i], rows[1], nt, t, alpha, cfg, smp, scr)
     # gensim's choice: with a summed context the error is shared out, with a mean it is not.
     scale = np.float32(1.0) if cfg.cbow_mean else inv
     for c in range(count):
-        _apply_step(t.acc0, syn0, rows[0, c], work, STEP, scale * _lock(t, rows[0, c]), alpha, cfg.eps, work[TMP])
+        r = rows[0, c]
+        _apply_step(t.acc0, _rows(scr.own0, syn0, r), r, work, STEP, scale * _lock(t, r), alpha, cfg.eps, work[TMP])
     return loss, 1, state
 
 
@@ -648,6 +718,7 @@ def _stretch(t, smp, cfg, span, state, scr, center):
     loss = 0.0
     examples = 0
     words = 0
+    unmerged = 0
     for s in range(span.s_lo, span.s_hi):
         done = (span.done + starts[s] - first) / total
         alpha = span.alpha0 + (span.alpha1 - span.alpha0) * np.float32(done if done < 1.0 else 1.0)
@@ -664,8 +735,9 @@ def _stretch(t, smp, cfg, span, state, scr, center):
             # The rows that join the work a few centre words from now: the word entering the window
             # (an input row) and that centre word itself (an output row).
             if i + window + 2 < n:
-                prefetch_row(t.syn0, sent[i + window + 2])
-                _prefetch_output(t.syn1neg, sent[i + 2])
+                w = sent[i + window + 2]
+                prefetch_row(_rows(scr.own0, t.syn0, w), w)
+                _prefetch_output(t.syn1neg, scr.own1, sent[i + 2])
             b = 0
             if cfg.shrink:
                 state, r = _rand32(state)
@@ -675,6 +747,13 @@ def _stretch(t, smp, cfg, span, state, scr, center):
             l, c, state = center(lo if lo > 0 else 0, hi if hi < n else n, i, t, smp, cfg, alpha, scr, state)
             loss += l
             examples += c
+            unmerged += 1
+            if unmerged == MERGE_WORDS:
+                _merge(t.syn0, scr.own0, scr.base0)
+                _merge(t.syn1neg, scr.own1, scr.base1)
+                unmerged = 0
+    _merge(t.syn0, scr.own0, scr.base0)
+    _merge(t.syn1neg, scr.own1, scr.base1)
     return state, loss, examples, words
 
 
@@ -737,20 +816,27 @@ def train_stretch(tables, sampling, config, span, state):
                            acc0=tables.acc0 if adagrad else None,
                            acc1=tables.acc1 if adagrad and config.negative else None)
     return train_kernel(config.sg, config.shared, config.negative)(used, sampling, config, span, state,
-                                                                   _scratch(tables.syn0, config))
+                                                                   _scratch(used, config))
 
 
-def _scratch(syn0, config):
+def _scratch(tables, config):
     """The buffers of one call of a training kernel (:class:`_Scratch`), made here rather than in the
     kernel, where each np.empty of another shape or dtype would compile an implementation of its own.
 
     Each on cache lines of its own (:func:`~sparsemb.kernels.embedding.aligned_empty`): NumPy hands
     small arrays of two threads out of one pool, and the kernels write these on every example, so two
     threads' buffers sharing a line would make it bounce between the cores."""
+    syn0 = tables.syn0
     dim, window, targets = syn0.shape[1], config.window, config.negative + 1
     dt = syn0.dtype
     unit = aligned_empty(2 * window, dt)
     unit[:] = 1
+    private = []
+    for table in (syn0, syn0, tables.syn1neg, tables.syn1neg):
+        rows = table[:config.private] if table is not None else syn0[:0]
+        own = aligned_empty(rows.shape, dt)
+        own[:] = rows
+        private.append(own)
     return _Scratch(aligned_empty(MAX_SENTENCE_LENGTH, np.int32), aligned_empty((3, dim), dt),
                     aligned_empty((2 * window, dim), dt), aligned_empty((2, max(2 * window, targets)), np.int64),
-                    aligned_empty((2 * window, targets), dt), unit)
+                    aligned_empty((2 * window, targets), dt), unit, *private)

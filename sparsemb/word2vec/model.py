@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 PIECE_TOKENS = 1 << 18
 #: Bytes of a corpus file a thread takes at a time (the file in one piece with one thread).
 FEED_PIECE_BYTES = 1 << 20
+#: Rows of the most frequent words each worker thread updates in a copy of its own, merged into the
+#: shared tables every few thousand words (:attr:`sparsemb.kernels.word2vec.Config.private`).
+PRIVATE_ROWS = 128
 
 _OPTIMIZERS = ("sgd", "adagrad")
 _PARAMS = ("vector_size", "window", "min_count", "sg", "hs", "negative", "sample", "alpha", "min_alpha", "epochs",
@@ -744,7 +747,7 @@ class Word2Vec:
             raise ValueError("deterministic=True and client= train from corpus_file= (a file each worker reads "
                              "its pieces of), not from an iterable")
         _notice_compiling(quiet, self._train_kernel())
-        tables = self._tables()
+        tables = self._tables(hogwild=not replicated and self.workers > 1)
         if replicated:
             runner, feed = self._runner(key, tables)
         elif key[0] == "file":
@@ -972,8 +975,9 @@ class Word2Vec:
         """The compiled training kernel this model's runs use (for the first-run notice)."""
         return _k.train_kernel(self.sg, self.shared_negatives, self.negative)
 
-    def _tables(self):
-        """The kernel's bundles for this run: (Tables, Sampling, Config)."""
+    def _tables(self, hogwild=False):
+        """The kernel's bundles for this run: (Tables, Sampling, Config); with ``hogwild`` (threads
+        sharing the tables) each thread keeps the :data:`PRIVATE_ROWS` most frequent words' rows."""
         # Empty arrays of the same dtypes stand for what the run does not use: one compiled signature.
         neg_prob, neg_alias = (self.vocab.noise_table(self.ns_exponent) if self.negative
                                else (np.zeros(0, np.int64), np.zeros(0, np.int32)))
@@ -989,7 +993,7 @@ class Word2Vec:
                                sigmoid, logsig)
         config = _k.Config(self.window, self.negative, bool(self.hs), bool(self.sg), self.shared_negatives,
                            bool(self.cbow_mean), self.optimizer == "adagrad", self.shrink_windows,
-                           np.float32(self.adagrad_eps))
+                           np.float32(self.adagrad_eps), PRIVATE_ROWS if hogwild else 0)
         return tables, sampling, config
 
     def _epoch(self, feed, epoch, tables, bar, label):
