@@ -234,12 +234,6 @@ def test_a_merge_adds_this_calls_changes_to_the_others():
     """Merging private rows: the table gets this call's change since the last merge on top of what
     other threads wrote there meanwhile; the copy and its base then hold the merged rows; rows past the
     private ones are not touched."""
-    from numba import njit
-
-    @njit
-    def merge(table, own, base):
-        K._merge(table, own, base)
-
     rng = np.random.default_rng(5)
     base = rng.integers(-8, 8, (3, 4)).astype(np.float32) / 4  # quarters: sums exact in float32
     table = np.vstack([base, np.full((2, 4), 7, np.float32)])
@@ -250,7 +244,7 @@ def test_a_merge_adds_this_calls_changes_to_the_others():
     table[0] -= 0.25
     want = table.copy()
     want[:3] += own - base
-    merge(table, own, base)
+    K._merge(table, own, base)
     assert np.array_equal(table, want)
     assert np.array_equal(own, want[:3]) and np.array_equal(base, want[:3])
     assert (table[3:] == 7).all()

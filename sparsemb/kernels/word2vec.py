@@ -28,7 +28,9 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.core import config
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic, overload
 
 from .._config import jit
 from .._limits import MAX_SENTENCE_LENGTH
@@ -332,19 +334,45 @@ def _typed_choice(when_none, otherwise):
     return decorate
 
 
-@jit(inline="always")
-def _rows(own, table, row):
-    """The array that holds this call's ``table[row]``: its private copy ``own`` of the table's first
-    rows, or the table."""
+@intrinsic
+def _home(typingctx, own, table, row):
+    """``table`` with its data pointer moved to ``own``'s when ``row < own.shape[0]``; ``own`` holds a
+    copy of the table's first rows with the same row stride (:func:`_scratch` makes sure).
+
+    A select of one pointer: choosing between the two arrays in Python code (``own if ... else
+    table``) compiles a branch, a merge of two array structures and reference counting at each of the
+    kernel's row accesses, which made the first run's compilation 2-3 s longer."""
+    if not (isinstance(own, types.Array) and isinstance(table, types.Array) and own.dtype == table.dtype
+            and own.ndim == table.ndim == 2 and isinstance(row, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        o = context.make_array(own)(context, builder, args[0])
+        t = context.make_array(table)(context, builder, args[1])
+        index = context.cast(builder, args[2], row, types.intp)
+        inside = builder.icmp_signed("<", index, builder.extract_value(o.shape, 0))
+        t.data = builder.select(inside, builder.bitcast(o.data, t.data.type), t.data)
+        return impl_ret_borrowed(context, builder, table, t._getvalue())
+
+    return table(own, table, row), codegen
+
+
+def _home_in_python(own, table, row):
     return own if row < own.shape[0] else table
 
 
-def _no_merge(table, own, base):
-    pass
+#: The array that holds this call's ``table[row]``: its private copy ``own`` of the table's first
+#: rows, or the table (:func:`_home`; in Python, ``NUMBA_DISABLE_JIT``, a plain choice).
+_rows = _home_in_python if config.DISABLE_JIT else _home
 
 
 @jit()
-def _merge_rows(table, own, base):  # not inlined: Numba's SSA pass warns of the loop's variables there
+def _merge(table, own, base):
+    """Add this call's changes to its private rows since the last merge (``own - base``) to the
+    table's first rows, and take the result, the other threads' changes in it, as the new ``own`` and
+    ``base``. A value nobody else changed is set to ``own``'s as it is, so that a call alone on the
+    tables trains them bit for bit as without private rows. Called, not inlined: a copy of these loops
+    at each merge point made the kernels' first compilation longer."""
     for r in range(own.shape[0]):
         for d in range(own.shape[1]):
             now, mine, was = table[r, d], own[r, d], base[r, d]
@@ -355,16 +383,17 @@ def _merge_rows(table, own, base):  # not inlined: Numba's SSA pass warns of the
             base[r, d] = mine
 
 
-def _merge_table(table, own, base):
-    _merge_rows(table, own, base)
+def _no_output_merge(syn1neg, own1, base1):
+    pass
 
 
-@_typed_choice(_no_merge, _merge_table)
-def _merge(table, own, base):
-    """Add this call's changes to its private rows since the last merge (``own - base``) to the
-    table's first rows, and take the result, the other threads' changes in it, as the new ``own`` and
-    ``base`` (nothing without the table: None). A value nobody else changed is set to ``own``'s as it
-    is, so that a call alone on the tables trains them bit for bit as without private rows."""
+def _output_merge(syn1neg, own1, base1):
+    _merge(syn1neg, own1, base1)
+
+
+@_typed_choice(_no_output_merge, _output_merge)
+def _merge_output(syn1neg, own1, base1):
+    """:func:`_merge` of the output table's private rows (nothing without the table: None)."""
 
 
 @jit(inline="always", fastmath=True)
@@ -750,10 +779,8 @@ def _stretch(t, smp, cfg, span, state, scr, center):
             unmerged += 1
             if unmerged == MERGE_WORDS:
                 _merge(t.syn0, scr.own0, scr.base0)
-                _merge(t.syn1neg, scr.own1, scr.base1)
+                _merge_output(t.syn1neg, scr.own1, scr.base1)
                 unmerged = 0
-    _merge(t.syn0, scr.own0, scr.base0)
-    _merge(t.syn1neg, scr.own1, scr.base1)
     return state, loss, examples, words
 
 
@@ -815,8 +842,13 @@ def train_stretch(tables, sampling, config, span, state):
                            syn1=tables.syn1 if config.hs else None,
                            acc0=tables.acc0 if adagrad else None,
                            acc1=tables.acc1 if adagrad and config.negative else None)
-    return train_kernel(config.sg, config.shared, config.negative)(used, sampling, config, span, state,
-                                                                   _scratch(used, config))
+    scratch = _scratch(used, config)
+    done = train_kernel(config.sg, config.shared, config.negative)(used, sampling, config, span, state, scratch)
+    # The last merge of the private rows (the kernel merges every MERGE_WORDS centre words).
+    _merge(used.syn0, scratch.own0, scratch.base0)
+    if used.syn1neg is not None:
+        _merge(used.syn1neg, scratch.own1, scratch.base1)
+    return done
 
 
 def _scratch(tables, config):
@@ -831,10 +863,12 @@ def _scratch(tables, config):
     dt = syn0.dtype
     unit = aligned_empty(2 * window, dt)
     unit[:] = 1
+    # The private rows' copies take the tables' row stride (:func:`_home`): a table that is not
+    # C-contiguous has none of them.
     private = []
     for table in (syn0, syn0, tables.syn1neg, tables.syn1neg):
-        rows = table[:config.private] if table is not None else syn0[:0]
-        own = aligned_empty(rows.shape, dt)
+        rows = syn0[:0] if table is None else table[:config.private if table.flags.c_contiguous else 0]
+        own = aligned_empty(rows.shape, rows.dtype)
         own[:] = rows
         private.append(own)
     return _Scratch(aligned_empty(MAX_SENTENCE_LENGTH, np.int32), aligned_empty((3, dim), dt),
