@@ -223,8 +223,10 @@ def assign(m, ids, write, slots):
     evict_slots = np.empty(k, dtype=np.int64)
     evict_ids = np.empty(k, dtype=np.int64)
     e = 0
+    room = True  # (once the window is all used by this call it stays so: not searched again)
     for j in range(k):
-        at = _window_slot(m, gen)
+        at = _window_slot(m, gen) if room else -1
+        room = at >= 0
         s = -1 if at < 0 else m.window[at]
         if s >= 0 and m.id_of[s] >= 0:  # its row leaves the window: to the main slots, or out
             v = _victim(m, gen)
