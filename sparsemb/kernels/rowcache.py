@@ -18,9 +18,11 @@ of the hand. Main slots are evicted by a generalised CLOCK: a slot's count goes 
 :data:`MAX_COUNT`) each call that uses its row, and the hand, looking for a victim, lowers the
 counts it passes and stops at the first slot at 0.
 
-Measured on bench_storage's draws (65,536 ids a step, 4,194,304 rows, 1,531,316 slots), misses a
-step after 1,400 / 8,000 steps: truncated Zipf(1.1) 2,484 / 2,461 with CLOCK alone, 2,227 / 1,904
-with the counts; the most frequent 1,531,316 rows would miss 1,798 (see BENCHMARKS.md).
+On bench_storage's truncated Zipf(1.1) draws (65,536 ids a step, 4,194,304 rows, ~1,525,000 slots)
+the misses a step after 1,400 steps were 2,493 with CLOCK alone and 2,239 with the counts
+(simulated), 1,898 after 12,000 steps (measured); the most frequent rows would miss 1,798. The
+counts learn slowly: a row at the edge of the cache is used about once in 800 steps there (see
+BENCHMARKS.md).
 """
 from __future__ import annotations
 
