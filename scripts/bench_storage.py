@@ -371,8 +371,9 @@ def main(argv=None):
     table_bytes = args.rows * DIM * 4
     state_bytes = table_bytes if args.optimizer == "Adagrad" else args.rows * 4
     cache_mib = args.limit_mib - CACHE_MARGIN_MIB if args.cache_mib is None else args.cache_mib
-    # A slot: the record (weight and state), its row id (8 bytes), stamp (8), count and flag (2).
-    args.cache_rows = cache_mib * 2**20 // ((table_bytes + state_bytes) // args.rows + 18)
+    # A slot: the record (weight and state), its row id (8 bytes), stamp (8), count and flag (2);
+    # and the cache counts the uses of every row of the table (1 byte a row), taken from its share.
+    args.cache_rows = (cache_mib * 2**20 - args.rows) // ((table_bytes + state_bytes) // args.rows + 18)
     dists = args.only or DISTS
     workdir = tempfile.mkdtemp(prefix="sparsemb-bench-storage-", dir=args.dir)
     results = {(s, d): [] for s in SETTINGS for d in DISTS}

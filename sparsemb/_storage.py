@@ -29,7 +29,7 @@ import numpy as np
 
 from ._io import TMP_PREFIX, atomic_write, check_output
 from .kernels.embedding import aligned_empty
-from .kernels.rowcache import CacheMap, assign
+from .kernels.rowcache import assign, clear, new_map
 
 
 class StorageMismatchError(ValueError):
@@ -1047,9 +1047,7 @@ class RowCache:
         # np.zeros: pages are mapped when first written, so an unused cache costs no memory.
         self.arrays = {k: np.zeros((self.capacity,) + fields[k][0].shape, fields[k][0].base)
                        for k in self._dtype.names}
-        self._map = CacheMap(np.full(n, -1, np.int32), np.full(self.capacity, -1, np.int64),
-                             np.zeros(self.capacity, np.uint8), np.zeros(self.capacity, np.int64),
-                             np.zeros(self.capacity, np.bool_), np.zeros(2, np.int64))
+        self._map = new_map(n, self.capacity)
         self.rows_read = self.rows_written = 0
         self._logs = _Logs(path, table.offset, self._dtype, n)
         self.direct = self._logs.direct
@@ -1208,10 +1206,7 @@ class RowCache:
             del self._staged[:]
         self.rows_written += self._write_changed(self._logs, self.arrays, m, self._writing)
         if drop:
-            held = m.id_of >= 0
-            m.slot_of[m.id_of[held]] = -1
-            m.id_of[:] = -1
-            m.count[:] = 0
+            clear(m)
 
     def flush(self):
         """:meth:`write_back` (which ends with ``fdatasync``)."""
