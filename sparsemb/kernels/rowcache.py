@@ -108,7 +108,7 @@ def clear(m):
 @jit()
 def _victim(m, gen):
     """The main slot the hand stops at (a free slot, or one at count 0; not used by call ``gen``),
-    the hand left on it; -1 if every main slot is used by this call."""
+    the hand moved past it; -1 if every main slot is used by this call."""
     cap = m.id_of.size
     hand = m.clock[0]
     passed = 0  # slots in a row the hand cannot take: every one of them, and there is none
@@ -119,21 +119,13 @@ def _victim(m, gen):
             m.count[hand] -= 1
             passed = 0
         else:
-            m.clock[0] = hand
+            m.clock[0] = hand + 1 if hand + 1 < cap else 0
             return hand
         hand += 1
         if hand == cap:
             hand = 0
     m.clock[0] = hand
     return -1
-
-
-@jit()
-def _pass_victim(m):
-    """Move the hand past the slot it is on."""
-    m.clock[0] += 1
-    if m.clock[0] == m.id_of.size:
-        m.clock[0] = 0
 
 
 @jit()
@@ -233,7 +225,6 @@ def assign(m, ids, write, slots):
         if s >= 0 and m.id_of[s] >= 0:  # its row leaves the window: to the main slots, or out
             v = _victim(m, gen)
             if v >= 0:
-                _pass_victim(m)
                 if m.id_of[v] < 0 or m.uses[m.id_of[s]] > m.uses[m.id_of[v]]:
                     m.count[s] = 0
                     m.count[v] = WINDOW
@@ -241,7 +232,6 @@ def assign(m, ids, write, slots):
                     s = v
         elif s < 0:  # the window all used by this call: straight to the main slots (there is room)
             s = _victim(m, gen)
-            _pass_victim(m)
         old = m.id_of[s]
         if old >= 0:
             m.slot_of[old] = -1
